@@ -1,0 +1,101 @@
+//! The command line: what `ringlet` accepts, with the help a user reads.
+//!
+//! Definitions only (clap derive); `main.rs` acts on them. Defaults here are
+//! the article's: echo on 6000, files on 6001, the current directory served.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// ringlet: the Eventlet article's echo and file servers, thread-per-core on io_uring.
+#[derive(Debug, Parser)]
+#[command(name = "ringlet", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the echo and file servers until SIGINT or SIGTERM.
+    ///
+    /// One shard (a glommio executor pinned to one CPU, with its own
+    /// SO_REUSEPORT listener per service) runs on each CPU the process may use.
+    /// A failing or panicking connection ends alone; if a whole shard dies the
+    /// process exits with status 1 so a supervisor restarts it.
+    Serve(Serve),
+}
+
+/// `ringlet serve` options.
+#[derive(Debug, Args)]
+pub struct Serve {
+    /// Where the echo server listens, or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:6000", value_parser = parse_listen)]
+    pub echo: Listen,
+
+    /// Where the file server listens, or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:6001", value_parser = parse_listen)]
+    pub file: Listen,
+
+    /// Directory the file server serves. Request paths resolve beneath it as
+    /// URL paths do (`/tmp/y` means ROOT/tmp/y); nothing outside it is ever
+    /// opened. `--root /` serves the whole filesystem, as the article did.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub root: PathBuf,
+
+    /// `line`: write back each complete line when its newline arrives.
+    /// `raw`: write back whatever arrives, as it arrives.
+    #[arg(long, value_name = "MODE", default_value = "line")]
+    pub echo_mode: EchoModeArg,
+
+    /// Echo buffer per connection, in bytes. Memory per echo connection is
+    /// bounded by it: a longer line is echoed in pieces, never held whole.
+    #[arg(long, value_name = "BYTES", default_value_t = ringlet::proto::echo::DEFAULT_BUFFER as u64,
+          value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
+    pub echo_buffer: u64,
+
+    /// Framed file protocol for programs: the server answers `OK <size>\n`
+    /// and the bytes, or `ERR <reason>\n`, and keeps the connection open for
+    /// the next request. Without it, the article's protocol: the file then
+    /// close, or close with nothing sent when the request is refused.
+    #[arg(long)]
+    pub file_header: bool,
+
+    /// Number of shards, one per CPU [default: every CPU this process may run
+    /// on, honouring taskset and cgroup cpusets].
+    #[arg(long, value_name = "N")]
+    pub cores: Option<usize>,
+
+    /// Live connections per shard. Connection N+1 on a shard is not accepted
+    /// until one of its N ends: it waits in the kernel's listen backlog (1024),
+    /// and beyond that the kernel drops connection attempts, which clients
+    /// retry. Nothing is refused or reset. [default: no limit]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_conns: Option<u64>,
+}
+
+/// A listen address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    On(SocketAddr),
+    Off,
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    s.parse().map(Listen::On).map_err(|_| {
+        "expected IP:PORT (e.g. 127.0.0.1:6000 or [::1]:6000, port 0 for any) or `off`".to_string()
+    })
+}
+
+/// `--echo-mode` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EchoModeArg {
+    /// Each complete line as soon as its newline arrives.
+    Line,
+    /// Whatever arrives, as it arrives.
+    Raw,
+}

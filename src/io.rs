@@ -1,0 +1,167 @@
+//! The backend-neutral interface that protocols are written against.
+//!
+//! A protocol sees a [`Connection`]: read into a buffer, write a buffer, send a
+//! file, let the neighbours run. Every operation takes its buffer **by value**
+//! and hands it back with the result, so a completion-based backend (io_uring)
+//! can own the memory while the kernel writes into it. Nothing here ever lends
+//! the kernel a `&mut [u8]` that a dropped future could free.
+//!
+//! This module never touches a socket itself; backends live in `server/`
+//! (glommio) and, later, `ring/` and `epoll/`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use crate::proto::root::RegularFile;
+
+/// A fixed-size, owned byte buffer with a filled front part.
+///
+/// `Buf` never grows: its capacity is chosen once, which is what bounds a
+/// connection's memory. The bytes are zero-initialised once at creation, so a
+/// backend can hand out the spare part as an ordinary `&mut [u8]`.
+#[derive(Debug)]
+pub struct Buf {
+    bytes: Box<[u8]>,
+    filled: usize,
+}
+
+impl Buf {
+    /// A buffer able to hold `capacity` bytes, empty.
+    pub fn with_capacity(capacity: usize) -> Buf {
+        Buf {
+            bytes: vec![0; capacity].into_boxed_slice(),
+            filled: 0,
+        }
+    }
+
+    /// The bytes received so far.
+    pub fn filled(&self) -> &[u8] {
+        &self.bytes[..self.filled]
+    }
+
+    /// How many bytes are filled.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    /// True when nothing is filled.
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// The most bytes this buffer can hold.
+    pub fn capacity(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True when there is no room left to read into.
+    pub fn is_full(&self) -> bool {
+        self.filled == self.bytes.len()
+    }
+
+    /// Forget every filled byte.
+    pub fn clear(&mut self) {
+        self.filled = 0;
+    }
+
+    /// Drop the first `n` filled bytes, moving the rest to the front.
+    ///
+    /// # Panics
+    /// If `n` is more than [`Buf::len`].
+    pub fn consume(&mut self, n: usize) {
+        assert!(n <= self.filled, "consume({n}) past the filled {}", self.filled);
+        self.bytes.copy_within(n..self.filled, 0);
+        self.filled -= n;
+    }
+
+    /// Append `data`; returns how many bytes fitted.
+    pub fn extend_from_slice(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.capacity() - self.filled);
+        self.bytes[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+        self.filled += n;
+        n
+    }
+
+    /// The unfilled part, for a backend to read into. Follow with [`Buf::advance`].
+    pub fn spare_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.filled..]
+    }
+
+    /// Mark `n` more bytes of the spare part as filled.
+    ///
+    /// # Panics
+    /// If `n` is more than the spare room.
+    pub fn advance(&mut self, n: usize) {
+        assert!(self.filled + n <= self.capacity(), "advance past capacity");
+        self.filled += n;
+    }
+}
+
+/// One accepted client connection, as a protocol sees it.
+///
+/// Implemented by each backend. Futures are not `Send`: a connection lives and
+/// dies on the core that accepted it.
+#[allow(async_fn_in_trait)]
+pub trait Connection {
+    /// The client's address, for log lines.
+    fn peer(&self) -> SocketAddr;
+
+    /// Receive into `buf`'s spare room, appending. `Ok(0)` means the client
+    /// closed its side. A full buffer is an `InvalidInput` error, never EOF.
+    fn read(&mut self, buf: Buf) -> impl Future<Output = (io::Result<usize>, Buf)>;
+
+    /// Send the first `len` filled bytes of `buf`, all of them, then hand the
+    /// buffer back untouched.
+    fn write_prefix(&mut self, buf: Buf, len: usize)
+    -> impl Future<Output = (io::Result<()>, Buf)>;
+
+    /// Send every filled byte of `buf`.
+    fn write_all(&mut self, buf: Buf) -> impl Future<Output = (io::Result<()>, Buf)> {
+        let len = buf.len();
+        self.write_prefix(buf, len)
+    }
+
+    /// Stream `file` from its start, at most the size it had when opened.
+    ///
+    /// Returns the bytes sent: fewer than [`RegularFile::size`] means the file
+    /// shrank while being sent (nothing past its real end is ever sent). The
+    /// backend picks its best way (read-ahead through io_uring, splice,
+    /// sendfile) and keeps the memory it uses bounded whatever the size.
+    fn send_file(&mut self, file: RegularFile) -> impl Future<Output = io::Result<u64>>;
+
+    /// Give the other connections on this core their turn if this one has
+    /// had its share. Protocols call it once per message so that a client
+    /// that always has data cannot starve its neighbours.
+    fn yield_if_needed(&mut self) -> impl Future<Output = ()>;
+}
+
+/// The error [`Connection::read`] returns when asked to read into a full buffer.
+pub(crate) fn full_buffer_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "read into a full buffer (consume some bytes first)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consume_moves_the_tail_to_the_front() {
+        let mut b = Buf::with_capacity(8);
+        assert_eq!(b.extend_from_slice(b"abc\ndef"), 7);
+        b.consume(4);
+        assert_eq!(b.filled(), b"def");
+        assert_eq!(b.spare_mut().len(), 5);
+    }
+
+    #[test]
+    fn extend_stops_at_capacity() {
+        let mut b = Buf::with_capacity(3);
+        assert_eq!(b.extend_from_slice(b"abcdef"), 3);
+        assert!(b.is_full());
+        assert_eq!(b.filled(), b"abc");
+    }
+}

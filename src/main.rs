@@ -1,0 +1,108 @@
+//! The `ringlet` binary: parse the command line, run the library, map errors
+//! to exit codes. Nothing here serves a byte.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use ringlet::proto::echo::{Echo, EchoMode};
+use ringlet::proto::file::FileServer;
+use ringlet::server::placement;
+use ringlet::{Root, Server};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing::{error, info, warn};
+
+mod cli;
+
+use cli::{Cli, Command, EchoModeArg, Listen, Serve};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGLET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn serve(args: Serve) -> anyhow::Result<()> {
+    let mut builder = Server::builder()
+        .cores(args.cores)
+        .max_conns(args.max_conns.map(|n| n as usize));
+    let mode = match args.echo_mode {
+        EchoModeArg::Line => EchoMode::Line,
+        EchoModeArg::Raw => EchoMode::Raw,
+    };
+    if let Listen::On(addr) = args.echo {
+        builder = builder.service("echo", addr, Echo::new(mode, args.echo_buffer as usize));
+    }
+    let root_path = args.root.canonicalize().unwrap_or_else(|_| args.root.clone());
+    if let Listen::On(addr) = args.file {
+        let root = Root::open(&args.root).context("--root")?;
+        builder = builder.service("file", addr, FileServer::new(root).framed(args.file_header));
+    }
+
+    // Signals are caught before the shards start, so none is lost in between.
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let server = builder.start()?;
+    let cpus = placement::list(server.cpus());
+    let shards = server.cpus().len();
+    if let Some(addr) = server.local_addr("echo") {
+        info!("echo listening on {addr} ({shards} shards on CPUs {cpus}, {} mode)", mode_name(mode));
+    }
+    if let Some(addr) = server.local_addr("file") {
+        let framing = if args.file_header { "framed" } else { "plain" };
+        info!(
+            "file listening on {addr} ({shards} shards on CPUs {cpus}, root {}, {framing})",
+            root_path.display()
+        );
+    }
+
+    let stopper = server.stopper();
+    std::thread::Builder::new()
+        .name("ringlet-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                if seen > 1 {
+                    warn!("second {name}: exiting now");
+                    std::process::exit(0);
+                }
+                info!("{name}: stopping");
+                stopper.stop();
+            }
+        })
+        .context("starting the signal thread")?;
+
+    server.wait()?;
+    info!("stopped");
+    Ok(())
+}
+
+fn mode_name(mode: EchoMode) -> &'static str {
+    match mode {
+        EchoMode::Line => "line",
+        EchoMode::Raw => "raw",
+    }
+}

@@ -1,0 +1,130 @@
+//! The article's second program: a path ending in NUL in, that file's bytes out.
+//!
+//! Plain mode is the article's: one request, the file, then close. A refused
+//! request closes at once with nothing sent (the article's client hung there).
+//! Framed mode (`--file-header`) is for programs: `OK <size>\n` and the bytes,
+//! or `ERR <reason>\n`, and the connection stays open for the next request.
+//! Every refusal is one log line: peer, path, reason. Files are opened only
+//! through [`Root`], so nothing outside the served directory is ever opened.
+
+use std::io;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+
+use crate::io::{Buf, Connection};
+use crate::proto::Protocol;
+use crate::proto::request::{self, MAX_REQUEST, Request};
+use crate::proto::root::{DisplayPath, Root};
+
+/// The file protocol, serving files beneath one root.
+#[derive(Debug, Clone)]
+pub struct FileServer {
+    root: Arc<Root>,
+    framed: bool,
+}
+
+impl FileServer {
+    /// Serve files beneath `root`, the article's way (one file, then close).
+    pub fn new(root: Root) -> FileServer {
+        FileServer {
+            root: Arc::new(root),
+            framed: false,
+        }
+    }
+
+    /// Framed mode: a status line before each file, and keep-alive.
+    pub fn framed(mut self, framed: bool) -> FileServer {
+        self.framed = framed;
+        self
+    }
+
+    /// The directory served.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+}
+
+impl Protocol for FileServer {
+    async fn serve<C: Connection>(&self, mut conn: C) -> io::Result<()> {
+        let peer = conn.peer();
+        let mut buf = Buf::with_capacity(MAX_REQUEST);
+        // Framed mode's status lines; a reason is short, so 256 bytes hold any.
+        let mut status = Buf::with_capacity(if self.framed { 256 } else { 0 });
+        loop {
+            let (res, b) = request::read(&mut conn, buf).await;
+            buf = b;
+            let len = match res? {
+                Request::Path(len) => len,
+                Request::Closed => return Ok(()),
+                Request::Truncated => {
+                    warn!("file: {peer}: refused: connection closed before the NUL ending the path");
+                    return Ok(());
+                }
+                Request::TooLong => {
+                    warn!("file: {peer}: refused: no NUL within {MAX_REQUEST} bytes");
+                    self.send_status(&mut conn, &mut status, format_args!("ERR request too long"))
+                        .await?;
+                    return Ok(());
+                }
+            };
+            let path = &buf.filled()[..len];
+            debug!("file: {peer} requested {}", DisplayPath(path));
+            let file = match self.root.open_file(path) {
+                Ok(file) => file,
+                Err(reason) => {
+                    warn!("file: {peer} requested {}: refused: {reason}", DisplayPath(path));
+                    if !self.framed {
+                        return Ok(());
+                    }
+                    self.send_status(&mut conn, &mut status, format_args!("ERR {reason}"))
+                        .await?;
+                    buf.consume(len + 1);
+                    continue;
+                }
+            };
+            let size = file.size();
+            self.send_status(&mut conn, &mut status, format_args!("OK {size}"))
+                .await?;
+            let sent = conn.send_file(file).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("sending {}: {e}", DisplayPath(path)))
+            })?;
+            if sent < size {
+                // The promised length cannot be kept: end the stream, send nothing made up.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} shrank to {sent} of {size} bytes while being sent", DisplayPath(path)),
+                ));
+            }
+            if !self.framed {
+                return Ok(());
+            }
+            buf.consume(len + 1);
+            conn.yield_if_needed().await;
+        }
+    }
+}
+
+impl FileServer {
+    /// In framed mode, send one status line; in plain mode, nothing.
+    async fn send_status<C: Connection>(
+        &self,
+        conn: &mut C,
+        status: &mut Buf,
+        line: std::fmt::Arguments<'_>,
+    ) -> io::Result<()> {
+        if !self.framed {
+            return Ok(());
+        }
+        let mut text = Vec::with_capacity(64);
+        // Writing into a Vec cannot fail.
+        let _ = writeln!(text, "{line}");
+        let mut b = std::mem::replace(status, Buf::with_capacity(0));
+        b.clear();
+        b.extend_from_slice(&text);
+        let (res, b) = conn.write_all(b).await;
+        *status = b;
+        res
+    }
+}

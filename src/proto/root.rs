@@ -1,0 +1,200 @@
+//! Root confinement: open a client-supplied path beneath the served directory.
+//!
+//! The kernel resolves and checks the path in one step (`openat2` with
+//! `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`), so there is no check-then-open
+//! race: `..` that climbs out, absolute symlinks, symlinks that leave the root
+//! and `/proc` magic links all fail inside the kernel. Only regular files come
+//! out of here. This module must never open anything by a path of its own
+//! making outside the root directory descriptor.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+
+/// The directory a file server serves, opened once at start-up.
+#[derive(Debug)]
+pub struct Root {
+    dir: OwnedFd,
+    path: PathBuf,
+}
+
+/// A regular file opened beneath a [`Root`], with the size it had when opened.
+#[derive(Debug)]
+pub struct RegularFile {
+    fd: OwnedFd,
+    size: u64,
+}
+
+/// Why a request path was refused. Each says what the client got wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The request named no file at all.
+    #[error("empty path")]
+    Empty,
+    /// Nothing by that name beneath the root.
+    #[error("no such file")]
+    NotFound,
+    /// The path climbed out of the root (`..`, an absolute or escaping symlink).
+    #[error("path escapes the served root")]
+    Escapes,
+    /// A `/proc` magic link, or a symlink loop.
+    #[error("magic link or symlink loop refused")]
+    Link,
+    /// The server may not read it.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// A directory, FIFO, socket or device.
+    #[error("not a regular file ({0})")]
+    NotRegular(&'static str),
+    /// A path component is too long, or a component is not a directory.
+    #[error("invalid path: {0}")]
+    Invalid(io::Error),
+    /// Anything else the kernel said.
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+impl Root {
+    /// Open `path` as the served root. Fails if it is not a directory.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Root> {
+        let path = path.as_ref();
+        let dir = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("cannot open root directory {}: {e}", path.display()),
+            )
+        })?;
+        Ok(Root {
+            dir,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The directory as given at start-up.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Open the file a client asked for, the way a URL path resolves: leading
+    /// slashes are dropped, so `/tmp/y` means `ROOT/tmp/y`. Never blocks on a
+    /// FIFO or device, and refuses everything that is not a regular file.
+    pub fn open_file(&self, request: &[u8]) -> Result<RegularFile, OpenError> {
+        let relative = strip_leading_slashes(request);
+        if relative.is_empty() {
+            return Err(OpenError::Empty);
+        }
+        let fd = rustix::fs::openat2(
+            &self.dir,
+            OsStr::from_bytes(relative),
+            // O_NONBLOCK: opening a FIFO with no writer must not wait.
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(open_error)?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| OpenError::Io(e.into()))?;
+        let kind = FileType::from_raw_mode(stat.st_mode);
+        if kind != FileType::RegularFile {
+            return Err(OpenError::NotRegular(file_type_name(kind)));
+        }
+        // Reads go through io_uring, which honours O_NONBLOCK on a regular file
+        // by failing with EAGAIN instead of waiting for the disk: clear it.
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(|e| OpenError::Io(e.into()))?;
+        Ok(RegularFile {
+            fd,
+            size: stat.st_size as u64,
+        })
+    }
+}
+
+impl RegularFile {
+    /// The size the file had when it was opened: the most that will be sent.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Give up the descriptor, for a backend that takes ownership of it.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+}
+
+impl AsFd for RegularFile {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn strip_leading_slashes(request: &[u8]) -> &[u8] {
+    let start = request.iter().position(|&b| b != b'/').unwrap_or(request.len());
+    &request[start..]
+}
+
+fn open_error(e: rustix::io::Errno) -> OpenError {
+    use rustix::io::Errno;
+    match e {
+        Errno::NOENT => OpenError::NotFound,
+        Errno::XDEV => OpenError::Escapes,
+        Errno::LOOP => OpenError::Link,
+        Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied,
+        Errno::NOTDIR | Errno::NAMETOOLONG => OpenError::Invalid(e.into()),
+        Errno::NXIO | Errno::NODEV => OpenError::NotRegular("device or socket"),
+        other => OpenError::Io(other.into()),
+    }
+}
+
+fn file_type_name(kind: FileType) -> &'static str {
+    match kind {
+        FileType::Directory => "directory",
+        FileType::Fifo => "FIFO",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Symlink => "symlink",
+        _ => "unknown type",
+    }
+}
+
+/// Shows a request path for a log line: lossy UTF-8, quoted, escapes kept visible.
+pub struct DisplayPath<'a>(pub &'a [u8]);
+
+impl fmt::Display for DisplayPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leading_slashes_are_dropped_like_a_url_path() {
+        assert_eq!(strip_leading_slashes(b"//tmp/y"), b"tmp/y");
+        assert_eq!(strip_leading_slashes(b"tmp/y"), b"tmp/y");
+        assert_eq!(strip_leading_slashes(b"///"), b"");
+    }
+
+    #[test]
+    fn opens_a_regular_file_and_refuses_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/f"), b"hello").unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        assert_eq!(root.open_file(b"/sub/f").unwrap().size(), 5);
+        assert!(matches!(root.open_file(b"sub"), Err(OpenError::NotRegular("directory"))));
+        assert!(matches!(root.open_file(b"/"), Err(OpenError::Empty)));
+        assert!(matches!(root.open_file(b"../etc/passwd"), Err(OpenError::Escapes)));
+        assert!(matches!(root.open_file(b"nope"), Err(OpenError::NotFound)));
+    }
+}

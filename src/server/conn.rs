@@ -1,0 +1,100 @@
+//! [`Connection`] on glommio's own sockets and buffered file reads.
+//!
+//! glommio's sockets are readiness-based (a non-blocking `recv`, then an
+//! io_uring poll on EAGAIN), so the buffers lent to them are only touched
+//! during the call and the owned-buffer contract holds trivially. File bytes
+//! are read through io_uring (glommio `BufferedFile`) one chunk ahead of the
+//! socket write, so disk and network overlap and at most two chunks are held.
+//! This module never blocks its thread.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+
+use futures_lite::future::zip;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::io::{BufferedFile, ReadResult};
+use glommio::net::TcpStream;
+
+use crate::io::{Buf, Connection, full_buffer_error};
+use crate::proto::root::RegularFile;
+
+/// Bytes read from a file per io_uring read; two are in memory at most.
+///
+/// Measured with `cargo bench --bench file_read`: 128 KiB chunks ran as fast
+/// as larger ones on warm files.
+pub const FILE_CHUNK: usize = 128 * 1024;
+
+/// An accepted TCP connection on a glommio shard.
+pub struct GlommioConn {
+    stream: TcpStream,
+    peer: SocketAddr,
+}
+
+impl GlommioConn {
+    /// Wrap an accepted stream.
+    pub fn new(stream: TcpStream, peer: SocketAddr) -> GlommioConn {
+        GlommioConn { stream, peer }
+    }
+}
+
+impl Connection for GlommioConn {
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    async fn read(&mut self, mut buf: Buf) -> (io::Result<usize>, Buf) {
+        if buf.is_full() {
+            return (Err(full_buffer_error()), buf);
+        }
+        let res = self.stream.read(buf.spare_mut()).await;
+        if let Ok(n) = res {
+            buf.advance(n);
+        }
+        (res, buf)
+    }
+
+    async fn write_prefix(&mut self, buf: Buf, len: usize) -> (io::Result<()>, Buf) {
+        let res = self.stream.write_all(&buf.filled()[..len]).await;
+        (res, buf)
+    }
+
+    async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
+        let size = file.size();
+        // SAFETY: the descriptor is owned and open; BufferedFile takes it over
+        // and closes it when dropped.
+        let file = unsafe { BufferedFile::from_raw_fd(file.into_fd().into_raw_fd()) };
+        let mut sent = 0u64;
+        let mut next = read_chunk(&file, 0, size).await?;
+        while let Some(chunk) = next {
+            let after = sent + chunk.len() as u64;
+            // Write this chunk while the next one is read.
+            let (written, next_chunk) = zip(
+                self.stream.write_all(&chunk),
+                read_chunk(&file, after, size),
+            )
+            .await;
+            written?;
+            sent = after;
+            next = next_chunk?;
+            glommio::yield_if_needed().await;
+        }
+        Ok(sent)
+    }
+
+    async fn yield_if_needed(&mut self) {
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// Read the chunk at `pos`, never past `size` (the size promised to the
+/// client). `None` when there is nothing more: `size` reached, or the file
+/// ended early because it shrank.
+async fn read_chunk(file: &BufferedFile, pos: u64, size: u64) -> io::Result<Option<ReadResult>> {
+    let want = (size.saturating_sub(pos)).min(FILE_CHUNK as u64) as usize;
+    if want == 0 {
+        return Ok(None);
+    }
+    let chunk = file.read_at(pos, want).await?;
+    Ok((!chunk.is_empty()).then_some(chunk))
+}

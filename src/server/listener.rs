@@ -1,0 +1,58 @@
+//! Listening sockets: one `SO_REUSEPORT` socket per shard and service.
+//!
+//! They are bound on the main thread before any shard starts, so a bad address
+//! or a port in use is reported at once, and port 0 resolves to one ephemeral
+//! port that every shard then shares. Sockets are non-blocking from birth.
+//! This module only creates sockets; accepting is the shard's job.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// The kernel's accept queue length asked for each listener.
+pub const BACKLOG: i32 = 1024;
+
+/// Bind `count` listeners on `addr`; returns them and the address they share.
+pub fn bind_shards(addr: SocketAddr, count: usize) -> io::Result<(Vec<OwnedFd>, SocketAddr)> {
+    let first = bind_one(addr)?;
+    let actual = first
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("listener has no IP address"))?;
+    let mut fds = vec![OwnedFd::from(first)];
+    for _ in 1..count {
+        fds.push(bind_one(actual)?.into());
+    }
+    Ok((fds, actual))
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_resolves_once_for_every_shard() {
+        let (fds, addr) = bind_shards("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        assert_eq!(fds.len(), 3);
+        assert_ne!(addr.port(), 0);
+        for fd in fds {
+            let s = Socket::from(fd);
+            assert_eq!(s.local_addr().unwrap().as_socket(), Some(addr));
+        }
+    }
+}

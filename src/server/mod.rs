@@ -1,0 +1,340 @@
+//! The thread-per-core runtime shared by every protocol.
+//!
+//! [`Server::builder`] collects services (a name, an address, a
+//! [`Protocol`]); [`ServerBuilder::start`] binds every listener, starts one
+//! pinned glommio shard per CPU and returns once all of them accept. The
+//! returned [`Server`] supervises: [`Server::wait`] returns when a stop was
+//! asked for, or with an error as soon as a shard's thread dies, so a process
+//! never runs on with a dead listener swallowing connections.
+//!
+//! Rooms: `placement` (which CPUs), `listener` (sockets), `limits`
+//! (io_uring and memlock checks), `shard` (accept, admit), `isolate`
+//! (panics), `conn` (the glommio [`Connection`](crate::Connection)).
+
+use std::future::Future;
+use std::io;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, error};
+
+use crate::proto::Protocol;
+
+mod conn;
+mod isolate;
+mod limits;
+mod listener;
+pub mod placement;
+mod shard;
+
+pub use conn::{FILE_CHUNK, GlommioConn};
+
+/// How long start-up may take before it is called failed.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shards get to exit after a stop, before `wait` gives up on them.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A protocol, erased to what a glommio shard calls per connection.
+pub(crate) type Handler =
+    Arc<dyn Fn(GlommioConn) -> Pin<Box<dyn Future<Output = io::Result<()>>>> + Send + Sync>;
+
+/// What shards tell the supervising thread.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Ready { shard: usize },
+    StartFailed { shard: usize, reason: String },
+    Exited { shard: usize, panic: Option<String> },
+    StopRequested,
+}
+
+/// Why a server could not start, or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Nothing to serve.
+    #[error("no service to run: enable at least one listener")]
+    NoServices,
+    /// The CPU choice cannot be met.
+    #[error("{0}")]
+    Placement(String),
+    /// io_uring cannot be used in this process.
+    #[error("{0}")]
+    IoUring(String),
+    /// A listener could not be bound.
+    #[error("cannot listen for {service} on {addr}: {source}")]
+    Bind {
+        service: String,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    /// A shard could not start.
+    #[error("shard {shard} failed to start: {reason}")]
+    Start { shard: usize, reason: String },
+    /// A shard's thread died while serving.
+    #[error("shard {shard} (CPU {cpu}) died: {reason}; stopping so a supervisor can restart the server")]
+    ShardDied {
+        shard: usize,
+        cpu: usize,
+        reason: String,
+    },
+    /// Some other system call failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+struct Service {
+    name: String,
+    addr: SocketAddr,
+    handler: Handler,
+}
+
+/// Collects services and settings; [`ServerBuilder::start`] runs them.
+pub struct ServerBuilder {
+    services: Vec<Service>,
+    cores: Option<usize>,
+    max_conns: Option<usize>,
+}
+
+/// A running server: its addresses, and the means to stop or wait for it.
+pub struct Server {
+    addrs: Vec<(String, SocketAddr)>,
+    cpus: Vec<usize>,
+    events: Receiver<Event>,
+    stopper: Stopper,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Asks a running server to stop, from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Stopper {
+    controls: Arc<Mutex<Vec<UnixStream>>>,
+    events: Sender<Event>,
+}
+
+impl Server {
+    /// Start describing a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            services: Vec::new(),
+            cores: None,
+            max_conns: None,
+        }
+    }
+
+    /// The address service `name` listens on (port 0 resolved).
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// The CPUs the shards are pinned to, one shard each.
+    pub fn cpus(&self) -> &[usize] {
+        &self.cpus
+    }
+
+    /// A handle that stops this server from another thread (a signal handler).
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Ask to stop, then wait for every shard to end.
+    pub fn stop(self) -> Result<(), ServerError> {
+        self.stopper.stop();
+        self.wait()
+    }
+
+    /// Block until the server stops. `Ok` after a [`Stopper::stop`]; an error
+    /// as soon as a shard dies without being asked to (the others are then
+    /// stopped too).
+    pub fn wait(self) -> Result<(), ServerError> {
+        let mut stopping = false;
+        let mut deadline: Option<Instant> = None;
+        let mut running = self.threads.len();
+        while running > 0 {
+            let event = match deadline {
+                None => self.events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => self
+                    .events
+                    .recv_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            match event {
+                Ok(Event::StopRequested) => {
+                    stopping = true;
+                    deadline.get_or_insert(Instant::now() + STOP_TIMEOUT);
+                }
+                Ok(Event::Exited { shard, panic }) if !stopping => {
+                    let reason = panic.unwrap_or_else(|| "its executor returned".into());
+                    error!("shard {shard} died: {reason}");
+                    self.stopper.stop();
+                    return Err(ServerError::ShardDied {
+                        shard,
+                        cpu: self.cpus[shard],
+                        reason,
+                    });
+                }
+                Ok(Event::Exited { shard, .. }) => {
+                    debug!(shard, "stopped");
+                    running -= 1;
+                }
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    error!("{running} shard(s) did not stop within {STOP_TIMEOUT:?}; leaving them");
+                    return Ok(());
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
+    #[doc(hidden)]
+    /// Fault injection for tests: make shard `shard` panic outside any
+    /// connection, as a bug in the runtime would.
+    pub fn inject_shard_panic(&self, shard: usize) {
+        self.stopper.send(Some(shard), shard::PANIC);
+    }
+}
+
+impl Stopper {
+    /// Ask every shard to stop accepting and end. Returns at once.
+    pub fn stop(&self) {
+        let _ = self.events.send(Event::StopRequested);
+        self.send(None, shard::STOP);
+    }
+
+    fn send(&self, only: Option<usize>, byte: u8) {
+        let mut controls = self.controls.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, c) in controls.iter_mut().enumerate() {
+            if only.is_none_or(|s| s == i) {
+                // A shard that is gone cannot be told; its exit is already known.
+                let _ = c.write_all(&[byte]);
+            }
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Serve `protocol` on `addr` under `name` (used in log lines and
+    /// [`Server::local_addr`]). Port 0 picks a free port.
+    pub fn service<P: Protocol>(mut self, name: &str, addr: SocketAddr, protocol: P) -> Self {
+        let protocol = Arc::new(protocol);
+        let handler: Handler = Arc::new(move |conn| {
+            let protocol = protocol.clone();
+            Box::pin(async move { protocol.serve(conn).await })
+        });
+        self.services.push(Service {
+            name: name.to_string(),
+            addr,
+            handler,
+        });
+        self
+    }
+
+    /// Run `n` shards (default: one per CPU this process may run on).
+    pub fn cores(mut self, n: Option<usize>) -> Self {
+        self.cores = n;
+        self
+    }
+
+    /// At most `n` live connections per shard; connection `n + 1` waits in the
+    /// listen backlog until one ends (default: no limit).
+    pub fn max_conns(mut self, n: Option<usize>) -> Self {
+        self.max_conns = n;
+        self
+    }
+
+    /// Bind, start every shard, and return once all of them accept.
+    pub fn start(self) -> Result<Server, ServerError> {
+        if self.services.is_empty() {
+            return Err(ServerError::NoServices);
+        }
+        let allowed = placement::allowed_cpus()?;
+        let cpus = placement::choose(&allowed, self.cores).map_err(ServerError::Placement)?;
+        limits::check_io_uring().map_err(ServerError::IoUring)?;
+        isolate::install_panic_hook();
+
+        let mut addrs = Vec::new();
+        let mut per_shard: Vec<Vec<(String, Handler, std::os::fd::OwnedFd)>> =
+            cpus.iter().map(|_| Vec::new()).collect();
+        for svc in &self.services {
+            let (fds, actual) =
+                listener::bind_shards(svc.addr, cpus.len()).map_err(|source| ServerError::Bind {
+                    service: svc.name.clone(),
+                    addr: svc.addr,
+                    source,
+                })?;
+            addrs.push((svc.name.clone(), actual));
+            for (shard, fd) in fds.into_iter().enumerate() {
+                per_shard[shard].push((svc.name.clone(), svc.handler.clone(), fd));
+            }
+        }
+
+        let io_memory = limits::io_memory_per_shard(cpus.len());
+        let max_conns = self.max_conns.unwrap_or(usize::MAX >> 4);
+        let (tx, rx) = mpsc::channel();
+        let mut controls = Vec::new();
+        let mut threads = Vec::new();
+        for (id, listeners) in per_shard.into_iter().enumerate() {
+            let (ours, theirs) = UnixStream::pair()?;
+            controls.push(ours);
+            threads.push(shard::spawn(shard::ShardSpec {
+                id,
+                cpu: cpus[id],
+                io_memory,
+                max_conns,
+                listeners,
+                control: theirs.into(),
+                events: tx.clone(),
+            })?);
+        }
+        let stopper = Stopper {
+            controls: Arc::new(Mutex::new(controls)),
+            events: tx,
+        };
+        let server = Server {
+            addrs,
+            cpus,
+            events: rx,
+            stopper,
+            threads,
+        };
+        server.await_ready()?;
+        Ok(server)
+    }
+}
+
+impl Server {
+    fn await_ready(&self) -> Result<(), ServerError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut ready = 0;
+        while ready < self.threads.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let failure = match self.events.recv_timeout(left) {
+                Ok(Event::Ready { shard }) => {
+                    debug!(shard, "accepting");
+                    ready += 1;
+                    continue;
+                }
+                Ok(Event::StartFailed { shard, reason }) => ServerError::Start { shard, reason },
+                Ok(Event::Exited { shard, panic }) => ServerError::Start {
+                    shard,
+                    reason: panic.unwrap_or_else(|| "its thread ended".into()),
+                },
+                Ok(Event::StopRequested) => continue,
+                Err(_) => ServerError::Start {
+                    shard: ready,
+                    reason: format!("not ready within {START_TIMEOUT:?}"),
+                },
+            };
+            self.stopper.stop();
+            return Err(failure);
+        }
+        Ok(())
+    }
+}
