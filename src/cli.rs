@@ -27,8 +27,9 @@ pub enum Command {
     Serve(Serve),
 }
 
-/// `ringlet serve` options.
+/// `ringlet serve` options. A flag given twice takes its last value.
 #[derive(Debug, Args)]
+#[command(args_override_self = true)]
 pub struct Serve {
     /// Where the echo server listens, or `off`.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:6000", value_parser = parse_listen)]

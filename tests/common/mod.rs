@@ -1,0 +1,220 @@
+//! Shared test helpers: run the real `ringlet` binary on ephemeral loopback
+//! ports, talk to it with plain blocking sockets, read its memory use.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest any single socket operation in a test may wait: a hang fails the test.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A `ringlet serve` process; killed when dropped.
+pub struct Ringlet {
+    pub child: Child,
+    pub echo: Option<SocketAddr>,
+    pub file: Option<SocketAddr>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Ringlet {
+    /// Start `ringlet serve` with both services on ephemeral ports plus `args`
+    /// (later flags win), and wait until every listener is logged as ready.
+    pub fn serve(args: &[&str]) -> Ringlet {
+        Ringlet::serve_with(args, |_| {})
+    }
+
+    /// As [`Ringlet::serve`], with a hook to adjust the command first.
+    pub fn serve_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Ringlet {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringlet"));
+        cmd.arg("serve")
+            .args(["--echo", "127.0.0.1:0", "--file", "127.0.0.1:0"])
+            .args(args)
+            .env("RINGLET_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        adjust(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn ringlet");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line.clone());
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let want_echo = !has_off(args, "--echo");
+        let want_file = !has_off(args, "--file");
+        let (mut echo, mut file) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (want_echo && echo.is_none()) || (want_file && file.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => panic!(
+                    "ringlet did not become ready; status {:?}; log:\n{}",
+                    child.try_wait(),
+                    log.lock().unwrap().join("\n")
+                ),
+            };
+            if let Some(addr) = listening_addr(&line, "echo") {
+                echo = Some(addr);
+            }
+            if let Some(addr) = listening_addr(&line, "file") {
+                file = Some(addr);
+            }
+        }
+        Ringlet {
+            child,
+            echo,
+            file,
+            log,
+        }
+    }
+
+    pub fn echo(&self) -> SocketAddr {
+        self.echo.expect("echo service is off")
+    }
+
+    pub fn file(&self) -> SocketAddr {
+        self.file.expect("file service is off")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait (bounded) for a log line containing every one of `parts`.
+    pub fn wait_for_log(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self
+                .log()
+                .into_iter()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
+                return line;
+            }
+            if Instant::now() > deadline {
+                panic!("no log line with {parts:?}; log:\n{}", self.log().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Send a signal and wait (bounded) for the exit status code.
+    pub fn signal_and_wait(&mut self, signal: i32) -> Option<i32> {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                panic!("ringlet did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Ringlet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn has_off(args: &[&str], flag: &str) -> bool {
+    args.windows(2).any(|w| w[0] == flag && w[1] == "off")
+}
+
+/// `... echo listening on 127.0.0.1:PORT (...` → the address.
+fn listening_addr(line: &str, service: &str) -> Option<SocketAddr> {
+    let marker = format!("{service} listening on ");
+    let rest = &line[line.find(&marker)? + marker.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Connect with the test's timeouts set.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// Everything the server sends until it closes (a reset counts as a close).
+pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
+        }
+    }
+}
+
+/// The article's file client: `echo -en 'PATH\0' | nc HOST PORT`.
+pub fn fetch(addr: SocketAddr, path: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr);
+    let mut req = path.to_vec();
+    req.push(0);
+    s.write_all(&req).unwrap();
+    let _ = s.shutdown(Shutdown::Write);
+    read_to_close(&mut s)
+}
+
+/// Read exactly `n` bytes.
+pub fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    s.read_exact(&mut out).unwrap();
+    out
+}
+
+/// A field of /proc/PID/status in KiB (VmRSS, VmHWM).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for content checks.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

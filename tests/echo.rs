@@ -1,0 +1,160 @@
+//! The echo server: byte-exact under concurrency, bounded memory, fairness.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Ringlet, connect, pattern, read_exact, read_to_close, status_kib};
+
+/// 200 clients at once, each sending its own lines and checking every byte back.
+#[test]
+fn two_hundred_concurrent_clients_get_their_own_bytes_back() {
+    let server = Ringlet::serve(&["--file", "off"]);
+    let addr = server.echo();
+    let clients: Vec<_> = (0..200u64)
+        .map(|id| {
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                for round in 0..20u64 {
+                    // Lines of varied length, newline-terminated, no inner newlines.
+                    let mut line: Vec<u8> = pattern(1 + ((id * 31 + round * 7) % 900) as usize, id * 1000 + round)
+                        .into_iter()
+                        .map(|b| if b == b'\n' { b'.' } else { b })
+                        .collect();
+                    line.push(b'\n');
+                    s.write_all(&line).unwrap();
+                    assert_eq!(read_exact(&mut s, line.len()), line, "client {id} round {round}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("a client saw wrong bytes");
+    }
+}
+
+/// A last line without a newline is echoed when the client shuts its side.
+#[test]
+fn a_final_line_without_newline_is_echoed_at_eof() {
+    let server = Ringlet::serve(&["--file", "off"]);
+    let mut s = connect(server.echo());
+    s.write_all(b"one\ntwo\nthree").unwrap();
+    assert_eq!(read_exact(&mut s, 8), b"one\ntwo\n");
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_close(&mut s), b"three");
+}
+
+/// Line mode holds back a partial line until its newline arrives.
+#[test]
+fn line_mode_waits_for_the_newline() {
+    let server = Ringlet::serve(&["--file", "off"]);
+    let mut s = connect(server.echo());
+    s.write_all(b"hel").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut buf = [0u8; 16];
+    let early = s.read(&mut buf);
+    assert!(early.is_err(), "got {early:?} before the newline");
+    s.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    s.write_all(b"lo\n").unwrap();
+    assert_eq!(read_exact(&mut s, 6), b"hello\n");
+}
+
+/// Raw mode writes back whatever arrives, newline or not.
+#[test]
+fn raw_mode_echoes_partial_lines_at_once() {
+    let server = Ringlet::serve(&["--file", "off", "--echo-mode", "raw"]);
+    let mut s = connect(server.echo());
+    s.write_all(b"no newline here").unwrap();
+    assert_eq!(read_exact(&mut s, 15), b"no newline here");
+}
+
+/// Send `data` on one thread while reading the echo on another; returns what came back.
+fn echo_through(stream: TcpStream, data: Arc<Vec<u8>>) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        for chunk in data.chunks(256 * 1024) {
+            writer.write_all(chunk).unwrap();
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut reader = stream;
+    let got = read_to_close(&mut reader);
+    sender.join().unwrap();
+    got
+}
+
+/// A 10 MB "line" with no newline is echoed in full, through a 64 KiB buffer,
+/// without the server's memory growing by anything like 10 MB.
+#[test]
+fn a_ten_megabyte_line_is_echoed_whole_with_bounded_memory() {
+    for mode in ["line", "raw"] {
+        let server = Ringlet::serve(&["--file", "off", "--echo-mode", mode]);
+        let before = status_kib(server.pid(), "VmRSS");
+        let data: Arc<Vec<u8>> = Arc::new(
+            pattern(10_000_000, 7)
+                .into_iter()
+                .map(|b| if b == b'\n' { b'x' } else { b })
+                .collect(),
+        );
+        let got = echo_through(connect(server.echo()), data.clone());
+        assert_eq!(got.len(), data.len(), "{mode} mode");
+        assert!(got == *data, "{mode} mode: bytes differ");
+        let peak = status_kib(server.pid(), "VmHWM");
+        assert!(
+            peak < before + 8 * 1024,
+            "{mode} mode: peak RSS {peak} KiB vs {before} KiB before: the line was held"
+        );
+    }
+}
+
+/// A client that never stops sending must not starve another on the same core.
+#[test]
+fn a_flooding_client_does_not_starve_its_neighbour() {
+    let server = Ringlet::serve(&["--file", "off", "--cores", "1", "--echo-mode", "raw"]);
+    let addr = server.echo();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let flood = connect(addr);
+    let mut flood_reader = flood.try_clone().unwrap();
+    let stop_r = stop.clone();
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        while !stop_r.load(Ordering::Relaxed) {
+            match flood_reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n as u64,
+            }
+        }
+        total
+    });
+    let stop_w = stop.clone();
+    let mut flood_writer = flood;
+    let pump = std::thread::spawn(move || {
+        let block = vec![b'z'; 64 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !stop_w.load(Ordering::Relaxed) && Instant::now() < deadline {
+            if flood_writer.write_all(&block).is_err() {
+                break;
+            }
+        }
+        let _ = flood_writer.shutdown(Shutdown::Both);
+    });
+    // Let the flood get going, then ping-pong beside it.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut s = connect(addr);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..20 {
+        let msg = format!("ping {i}\n");
+        s.write_all(msg.as_bytes()).unwrap();
+        assert_eq!(read_exact(&mut s, msg.len()), msg.as_bytes(), "ping {i} starved");
+    }
+    stop.store(true, Ordering::Relaxed);
+    pump.join().unwrap();
+    let flooded = drain.join().unwrap();
+    assert!(flooded > 1 << 20, "the flood only moved {flooded} bytes: it was not flooding");
+}

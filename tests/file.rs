@@ -1,0 +1,262 @@
+//! The file server: big files streamed exactly, confinement to the root,
+//! refusals that close at once, and the framed mode for programs.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Ringlet, connect, fetch, pattern, read_to_close, status_kib};
+use sha2::{Digest, Sha256};
+
+/// A 256 MiB file arrives with the right SHA-256 while the server's RSS stays flat.
+#[test]
+fn a_256_mib_file_streams_exactly_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 256usize << 20;
+    let mut expected = Sha256::new();
+    {
+        let mut f = std::fs::File::create(dir.path().join("big")).unwrap();
+        for i in 0..(size >> 20) {
+            let block = pattern(1 << 20, i as u64 + 1);
+            expected.update(&block);
+            f.write_all(&block).unwrap();
+        }
+    }
+    let expected = expected.finalize();
+    let server = Ringlet::serve(&["--echo", "off", "--root", dir.path().to_str().unwrap()]);
+    let before = status_kib(server.pid(), "VmRSS");
+
+    let mut s = connect(server.file());
+    s.write_all(b"/big\0").unwrap();
+    let mut got = Sha256::new();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.update(&buf[..n]);
+        total += n;
+    }
+    assert_eq!(total, size);
+    assert_eq!(got.finalize(), expected);
+    let peak = status_kib(server.pid(), "VmHWM");
+    assert!(
+        peak < before + 16 * 1024,
+        "peak RSS {peak} KiB against {before} KiB idle: streaming is not bounded"
+    );
+}
+
+/// Root layout for the confinement tests:
+/// `outside/secret`, `root/pub/ok.txt`, and links and odd files in `root/`.
+struct Tree {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    secret: std::path::PathBuf,
+}
+
+fn tree() -> Tree {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("pub/deeper")).unwrap();
+    std::fs::create_dir(dir.path().join("outside")).unwrap();
+    let secret = dir.path().join("outside/secret");
+    std::fs::write(&secret, "secret\n").unwrap();
+    std::fs::write(root.join("pub/ok.txt"), "ok\n").unwrap();
+    // Links that stay inside work; links that leave do not.
+    symlink("pub/ok.txt", root.join("inside-link")).unwrap();
+    symlink("../ok.txt", root.join("pub/deeper/up-link")).unwrap();
+    symlink(&secret, root.join("abs-link-out")).unwrap();
+    symlink("../outside/secret", root.join("rel-link-out")).unwrap();
+    symlink("rel-link-out", root.join("chain-out")).unwrap();
+    symlink("/proc/self/root", root.join("proc-root")).unwrap();
+    let fifo = std::ffi::CString::new(root.join("fifo").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    Tree {
+        _dir: dir,
+        root,
+        secret,
+    }
+}
+
+fn serve_root(root: &Path, extra: &[&str]) -> Ringlet {
+    let mut args = vec!["--echo", "off", "--root", root.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Ringlet::serve(&args)
+}
+
+/// A refused request: nothing sent, closed promptly; then a good one succeeds.
+fn assert_refused_then_ok(server: &Ringlet, request: &[u8], reason: &str) {
+    let started = Instant::now();
+    let got = fetch(server.file(), request);
+    assert_eq!(got, b"", "{:?} was served", String::from_utf8_lossy(request));
+    assert!(started.elapsed() < Duration::from_secs(5), "refusal was slow");
+    // The log line names the path (when it is short enough to quote) and why.
+    let quoted = format!("{:?}", String::from_utf8_lossy(request));
+    let mut parts = vec!["refused", reason];
+    if request.len() < 200 {
+        parts.push(&quoted);
+    }
+    server.wait_for_log(&parts);
+    assert_eq!(fetch(server.file(), b"/pub/ok.txt"), b"ok\n");
+}
+
+#[test]
+fn symlinks_that_stay_inside_the_root_are_followed() {
+    let t = tree();
+    let server = serve_root(&t.root, &[]);
+    assert_eq!(fetch(server.file(), b"inside-link"), b"ok\n");
+    assert_eq!(fetch(server.file(), b"/pub/deeper/up-link"), b"ok\n");
+    assert_eq!(fetch(server.file(), b"/pub/deeper/../ok.txt"), b"ok\n");
+}
+
+#[test]
+fn dot_dot_escapes_are_refused() {
+    let t = tree();
+    let server = serve_root(&t.root, &[]);
+    for req in [
+        &b"../outside/secret"[..],
+        b"/../outside/secret",
+        b"pub/../../outside/secret",
+        b"pub/deeper/../../../outside/secret",
+    ] {
+        assert_refused_then_ok(&server, req, "escapes the served root");
+    }
+}
+
+#[test]
+fn an_absolute_path_outside_the_root_is_refused() {
+    let t = tree();
+    let server = serve_root(&t.root, &[]);
+    // Absolute paths are relative to the root, so climbing is the only way out.
+    let up = format!("/../../../../../../..{}", t.secret.display());
+    assert_refused_then_ok(&server, up.as_bytes(), "escapes the served root");
+    // And the plain absolute path names ROOT/<that path>, which does not exist.
+    assert_refused_then_ok(&server, t.secret.to_str().unwrap().as_bytes(), "no such file");
+}
+
+#[test]
+fn symlinks_out_of_the_root_are_refused() {
+    let t = tree();
+    let server = serve_root(&t.root, &[]);
+    for req in [&b"abs-link-out"[..], b"rel-link-out", b"chain-out"] {
+        assert_refused_then_ok(&server, req, "escapes the served root");
+    }
+}
+
+#[test]
+fn proc_magic_links_are_refused() {
+    let t = tree();
+    let server = serve_root(&t.root, &[]);
+    // A link to /proc/self/root is absolute: it escapes.
+    assert_refused_then_ok(&server, b"proc-root/etc/hostname", "escapes the served root");
+
+    // With the whole filesystem served, /proc/self/root and /proc/self/fd are
+    // magic links: refused, though the same file by its real path is served.
+    let whole = Ringlet::serve(&["--echo", "off", "--root", "/"]);
+    let via_magic = format!("/proc/self/root{}", t.secret.display());
+    assert_eq!(fetch(whole.file(), via_magic.as_bytes()), b"");
+    whole.wait_for_log(&["refused", "magic link"]);
+    assert_eq!(fetch(whole.file(), b"/proc/self/fd/0"), b"");
+    assert_eq!(fetch(whole.file(), t.secret.to_str().unwrap().as_bytes()), b"secret\n");
+}
+
+#[test]
+fn a_fifo_is_refused_without_blocking() {
+    let t = tree();
+    let server = serve_root(&t.root, &[]);
+    assert_refused_then_ok(&server, b"fifo", "not a regular file (FIFO)");
+}
+
+#[test]
+fn a_directory_is_refused() {
+    let t = tree();
+    let server = serve_root(&t.root, &[]);
+    assert_refused_then_ok(&server, b"pub", "not a regular file (directory)");
+    assert_refused_then_ok(&server, b"/", "empty path");
+}
+
+#[test]
+fn a_5000_byte_path_is_refused() {
+    let t = tree();
+    let server = serve_root(&t.root, &[]);
+    let mut s = connect(server.file());
+    // Send 4096 bytes without NUL: the server decides there, before the rest.
+    s.write_all(&vec![b'a'; 4096]).unwrap();
+    let got = read_to_close(&mut s);
+    assert_eq!(got, b"");
+    server.wait_for_log(&["refused", "no NUL within 4096 bytes"]);
+    // The full 5000-byte request, NUL at the end, the same.
+    let long = vec![b'a'; 5000];
+    assert_refused_then_ok(&server, &long, "no NUL within 4096 bytes");
+}
+
+#[test]
+fn a_client_that_sends_no_nul_and_closes_is_dropped() {
+    let t = tree();
+    let server = serve_root(&t.root, &[]);
+    let mut s = connect(server.file());
+    s.write_all(b"pub/ok.txt").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_close(&mut s), b"");
+    server.wait_for_log(&["refused", "closed before the NUL"]);
+    assert_eq!(fetch(server.file(), b"/pub/ok.txt"), b"ok\n");
+}
+
+/// Framed mode: status lines, keep-alive, pipelined requests, errors in band.
+#[test]
+fn file_header_mode_frames_each_answer_and_keeps_the_connection() {
+    let t = tree();
+    std::fs::write(t.root.join("pub/two.bin"), pattern(300_000, 3)).unwrap();
+    let server = serve_root(&t.root, &["--file-header"]);
+    let mut s = connect(server.file());
+    // Three requests in one write: good, missing, good.
+    s.write_all(b"/pub/ok.txt\0/missing\0pub/two.bin\0").unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "OK 3\n");
+    let mut body = vec![0u8; 3];
+    r.read_exact(&mut body).unwrap();
+    assert_eq!(body, b"ok\n");
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "ERR no such file\n");
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "OK 300000\n");
+    let mut body = vec![0u8; 300_000];
+    r.read_exact(&mut body).unwrap();
+    assert_eq!(body, pattern(300_000, 3));
+    // Still open: one more request on the same connection.
+    s.write_all(b"inside-link\0").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "OK 3\n");
+    // An over-long request gets an error line, then the close.
+    s.write_all(&vec![b'a'; 4096]).unwrap();
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert_eq!(rest, b"ok\nERR request too long\n");
+}
+
+/// Many clients fetching at once all get exact bytes.
+#[test]
+fn concurrent_fetches_each_get_the_whole_file() {
+    let t = tree();
+    let data = pattern(1 << 20, 9);
+    std::fs::write(t.root.join("pub/m.bin"), &data).unwrap();
+    let server = serve_root(&t.root, &[]);
+    let addr: SocketAddr = server.file();
+    let workers: Vec<_> = (0..32)
+        .map(|_| std::thread::spawn(move || fetch(addr, b"pub/m.bin")))
+        .collect();
+    for w in workers {
+        assert!(w.join().unwrap() == data);
+    }
+}
