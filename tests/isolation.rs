@@ -1,0 +1,170 @@
+//! Fault isolation through the public API: a panicking or failing connection
+//! ends alone; a dead shard ends the server; admission and accept back-off.
+
+mod common;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{Ringlet, connect, read_exact, read_to_close};
+use ringlet::{Buf, Connection, Protocol, Server};
+
+/// Echoes lines, but panics on the line `boom`, and spins on `spin` (yielding
+/// as it goes, as a well-behaved CPU-bound handler must).
+struct Touchy;
+
+impl Protocol for Touchy {
+    async fn serve<C: Connection>(&self, mut conn: C) -> io::Result<()> {
+        let mut buf = Buf::with_capacity(1024);
+        loop {
+            let (n, b) = conn.read(buf).await;
+            buf = b;
+            if n? == 0 {
+                return Ok(());
+            }
+            while let Some(i) = buf.filled().iter().position(|&c| c == b'\n') {
+                match &buf.filled()[..i] {
+                    b"boom" => panic!("boom requested"),
+                    b"spin" => {
+                        let until = Instant::now() + Duration::from_secs(3);
+                        while Instant::now() < until {
+                            conn.yield_if_needed().await;
+                        }
+                    }
+                    _ => {}
+                }
+                let (done, b) = conn.write_prefix(buf, i + 1).await;
+                buf = b;
+                done?;
+                buf.consume(i + 1);
+            }
+        }
+    }
+}
+
+fn start_touchy() -> (Server, SocketAddr) {
+    let server = Server::builder()
+        .cores(Some(1))
+        .service("touchy", "127.0.0.1:0".parse().unwrap(), Touchy)
+        .start()
+        .expect("start");
+    let addr = server.local_addr("touchy").unwrap();
+    (server, addr)
+}
+
+fn ping(s: &mut TcpStream, msg: &str) {
+    s.write_all(msg.as_bytes()).unwrap();
+    assert_eq!(read_exact(s, msg.len()), msg.as_bytes());
+}
+
+#[test]
+fn a_panic_ends_only_its_own_connection() {
+    let (server, addr) = start_touchy();
+    let mut a = connect(addr);
+    ping(&mut a, "before\n");
+    let mut b = connect(addr);
+    b.write_all(b"boom\n").unwrap();
+    assert_eq!(read_to_close(&mut b), b"", "the panicking connection was not closed");
+    // Same core, same executor: the neighbour and newcomers are unaffected.
+    ping(&mut a, "after\n");
+    for _ in 0..3 {
+        let mut c = connect(addr);
+        ping(&mut c, "new\n");
+    }
+    server.stop().expect("clean stop after a handled panic");
+}
+
+#[test]
+fn a_busy_handler_that_yields_does_not_starve_its_neighbour() {
+    let (server, addr) = start_touchy();
+    let mut busy = connect(addr);
+    busy.write_all(b"spin\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut other = connect(addr);
+    let started = Instant::now();
+    ping(&mut other, "still here\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "neighbour waited {:?} behind a spinning handler",
+        started.elapsed()
+    );
+    assert_eq!(read_exact(&mut busy, 5), b"spin\n");
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_dead_shard_stops_the_server_within_a_second() {
+    let server = Server::builder()
+        .service("touchy", "127.0.0.1:0".parse().unwrap(), Touchy)
+        .start()
+        .expect("start");
+    let started = Instant::now();
+    server.inject_shard_panic(0);
+    let err = server.wait().expect_err("a dead shard must be an error");
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    let text = err.to_string();
+    assert!(text.contains("shard 0") && text.contains("died"), "{text}");
+    assert!(text.contains("fault injection"), "{text}");
+}
+
+#[test]
+fn connection_n_plus_one_waits_for_a_slot() {
+    let server = Ringlet::serve(&["--file", "off", "--cores", "1", "--max-conns", "1"]);
+    let mut first = connect(server.echo());
+    ping(&mut first, "first\n");
+    let mut second = connect(server.echo());
+    second.write_all(b"second\n").unwrap();
+    second.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut buf = [0u8; 16];
+    assert!(second.read(&mut buf).is_err(), "connection 2 was served beside connection 1");
+    drop(first);
+    second.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    assert_eq!(read_exact(&mut second, 7), b"second\n");
+}
+
+/// With file descriptors exhausted, accept backs off instead of spinning or
+/// dying, existing connections go on, and service resumes when fds free up.
+#[test]
+fn descriptor_exhaustion_backs_off_and_recovers() {
+    use std::os::unix::process::CommandExt;
+    let server = Ringlet::serve_with(&["--file", "off", "--cores", "1"], |cmd| {
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let mut first = connect(server.echo());
+    ping(&mut first, "first\n");
+    // Far more connections than descriptors: the kernel completes the
+    // handshakes (backlog) but the server cannot accept them all.
+    let mut crowd: Vec<TcpStream> = (0..100).map(|_| connect(server.echo())).collect();
+    server.wait_for_log(&["accept failed", "backing off"]);
+    let cpu_before = cpu_ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(server.pid()) - cpu_before;
+    assert!(spent < 50, "server burned {spent} ticks in 1 s while backing off: a busy loop");
+    ping(&mut first, "still served\n");
+    crowd.clear();
+    let mut fresh = connect(server.echo());
+    fresh.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut lines = BufReader::new(fresh.try_clone().unwrap());
+    fresh.write_all(b"recovered\n").unwrap();
+    let mut got = String::new();
+    lines.read_line(&mut got).unwrap();
+    assert_eq!(got, "recovered\n");
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
