@@ -70,7 +70,11 @@ impl Buf {
     /// # Panics
     /// If `n` is more than [`Buf::len`].
     pub fn consume(&mut self, n: usize) {
-        assert!(n <= self.filled, "consume({n}) past the filled {}", self.filled);
+        assert!(
+            n <= self.filled,
+            "consume({n}) past the filled {}",
+            self.filled
+        );
         self.bytes.copy_within(n..self.filled, 0);
         self.filled -= n;
     }

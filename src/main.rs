@@ -55,7 +55,10 @@ fn serve(args: Serve) -> anyhow::Result<()> {
     if let Listen::On(addr) = args.echo {
         builder = builder.service("echo", addr, Echo::new(mode, args.echo_buffer as usize));
     }
-    let root_path = args.root.canonicalize().unwrap_or_else(|_| args.root.clone());
+    let root_path = args
+        .root
+        .canonicalize()
+        .unwrap_or_else(|_| args.root.clone());
     if let Listen::On(addr) = args.file {
         let root = Root::open(&args.root).context("--root")?;
         builder = builder.service("file", addr, FileServer::new(root).framed(args.file_header));
@@ -65,14 +68,20 @@ fn serve(args: Serve) -> anyhow::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let server = builder.start()?;
     let cpus = placement::list(server.cpus());
-    let shards = server.cpus().len();
+    let shards = match server.cpus().len() {
+        1 => "1 shard".to_string(),
+        n => format!("{n} shards"),
+    };
     if let Some(addr) = server.local_addr("echo") {
-        info!("echo listening on {addr} ({shards} shards on CPUs {cpus}, {} mode)", mode_name(mode));
+        info!(
+            "echo listening on {addr} ({shards} on CPUs {cpus}, {} mode)",
+            mode_name(mode)
+        );
     }
     if let Some(addr) = server.local_addr("file") {
         let framing = if args.file_header { "framed" } else { "plain" };
         info!(
-            "file listening on {addr} ({shards} shards on CPUs {cpus}, root {}, {framing})",
+            "file listening on {addr} ({shards} on CPUs {cpus}, root {}, {framing})",
             root_path.display()
         );
     }

@@ -45,6 +45,12 @@ fn root_slash_serves_absolute_paths_like_the_article() {
     std::fs::write(&y, "foo bar qux\n").unwrap();
     let server = Ringlet::serve(&["--echo", "off", "--root", "/"]);
     let missing = dir.path().join("x");
-    assert_eq!(fetch(server.file(), missing.to_str().unwrap().as_bytes()), b"");
-    assert_eq!(fetch(server.file(), y.to_str().unwrap().as_bytes()), b"foo bar qux\n");
+    assert_eq!(
+        fetch(server.file(), missing.to_str().unwrap().as_bytes()),
+        b""
+    );
+    assert_eq!(
+        fetch(server.file(), y.to_str().unwrap().as_bytes()),
+        b"foo bar qux\n"
+    );
 }

@@ -21,13 +21,20 @@ fn two_hundred_concurrent_clients_get_their_own_bytes_back() {
                 let mut s = connect(addr);
                 for round in 0..20u64 {
                     // Lines of varied length, newline-terminated, no inner newlines.
-                    let mut line: Vec<u8> = pattern(1 + ((id * 31 + round * 7) % 900) as usize, id * 1000 + round)
-                        .into_iter()
-                        .map(|b| if b == b'\n' { b'.' } else { b })
-                        .collect();
+                    let mut line: Vec<u8> = pattern(
+                        1 + ((id * 31 + round * 7) % 900) as usize,
+                        id * 1000 + round,
+                    )
+                    .into_iter()
+                    .map(|b| if b == b'\n' { b'.' } else { b })
+                    .collect();
                     line.push(b'\n');
                     s.write_all(&line).unwrap();
-                    assert_eq!(read_exact(&mut s, line.len()), line, "client {id} round {round}");
+                    assert_eq!(
+                        read_exact(&mut s, line.len()),
+                        line,
+                        "client {id} round {round}"
+                    );
                 }
             })
         })
@@ -54,7 +61,8 @@ fn line_mode_waits_for_the_newline() {
     let server = Ringlet::serve(&["--file", "off"]);
     let mut s = connect(server.echo());
     s.write_all(b"hel").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 16];
     let early = s.read(&mut buf);
     assert!(early.is_err(), "got {early:?} before the newline");
@@ -151,10 +159,17 @@ fn a_flooding_client_does_not_starve_its_neighbour() {
     for i in 0..20 {
         let msg = format!("ping {i}\n");
         s.write_all(msg.as_bytes()).unwrap();
-        assert_eq!(read_exact(&mut s, msg.len()), msg.as_bytes(), "ping {i} starved");
+        assert_eq!(
+            read_exact(&mut s, msg.len()),
+            msg.as_bytes(),
+            "ping {i} starved"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     pump.join().unwrap();
     let flooded = drain.join().unwrap();
-    assert!(flooded > 1 << 20, "the flood only moved {flooded} bytes: it was not flooding");
+    assert!(
+        flooded > 1 << 20,
+        "the flood only moved {flooded} bytes: it was not flooding"
+    );
 }

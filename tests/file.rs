@@ -94,8 +94,16 @@ fn serve_root(root: &Path, extra: &[&str]) -> Ringlet {
 fn assert_refused_then_ok(server: &Ringlet, request: &[u8], reason: &str) {
     let started = Instant::now();
     let got = fetch(server.file(), request);
-    assert_eq!(got, b"", "{:?} was served", String::from_utf8_lossy(request));
-    assert!(started.elapsed() < Duration::from_secs(5), "refusal was slow");
+    assert_eq!(
+        got,
+        b"",
+        "{:?} was served",
+        String::from_utf8_lossy(request)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refusal was slow"
+    );
     // The log line names the path (when it is short enough to quote) and why.
     let quoted = format!("{:?}", String::from_utf8_lossy(request));
     let mut parts = vec!["refused", reason];
@@ -137,7 +145,11 @@ fn an_absolute_path_outside_the_root_is_refused() {
     let up = format!("/../../../../../../..{}", t.secret.display());
     assert_refused_then_ok(&server, up.as_bytes(), "escapes the served root");
     // And the plain absolute path names ROOT/<that path>, which does not exist.
-    assert_refused_then_ok(&server, t.secret.to_str().unwrap().as_bytes(), "no such file");
+    assert_refused_then_ok(
+        &server,
+        t.secret.to_str().unwrap().as_bytes(),
+        "no such file",
+    );
 }
 
 #[test]
@@ -154,7 +166,11 @@ fn proc_magic_links_are_refused() {
     let t = tree();
     let server = serve_root(&t.root, &[]);
     // A link to /proc/self/root is absolute: it escapes.
-    assert_refused_then_ok(&server, b"proc-root/etc/hostname", "escapes the served root");
+    assert_refused_then_ok(
+        &server,
+        b"proc-root/etc/hostname",
+        "escapes the served root",
+    );
 
     // With the whole filesystem served, /proc/self/root and /proc/self/fd are
     // magic links: refused, though the same file by its real path is served.
@@ -163,7 +179,10 @@ fn proc_magic_links_are_refused() {
     assert_eq!(fetch(whole.file(), via_magic.as_bytes()), b"");
     whole.wait_for_log(&["refused", "magic link"]);
     assert_eq!(fetch(whole.file(), b"/proc/self/fd/0"), b"");
-    assert_eq!(fetch(whole.file(), t.secret.to_str().unwrap().as_bytes()), b"secret\n");
+    assert_eq!(
+        fetch(whole.file(), t.secret.to_str().unwrap().as_bytes()),
+        b"secret\n"
+    );
 }
 
 #[test]
@@ -216,7 +235,8 @@ fn file_header_mode_frames_each_answer_and_keeps_the_connection() {
     let server = serve_root(&t.root, &["--file-header"]);
     let mut s = connect(server.file());
     // Three requests in one write: good, missing, good.
-    s.write_all(b"/pub/ok.txt\0/missing\0pub/two.bin\0").unwrap();
+    s.write_all(b"/pub/ok.txt\0/missing\0pub/two.bin\0")
+        .unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut line = String::new();
     r.read_line(&mut line).unwrap();

@@ -65,7 +65,11 @@ fn a_panic_ends_only_its_own_connection() {
     ping(&mut a, "before\n");
     let mut b = connect(addr);
     b.write_all(b"boom\n").unwrap();
-    assert_eq!(read_to_close(&mut b), b"", "the panicking connection was not closed");
+    assert_eq!(
+        read_to_close(&mut b),
+        b"",
+        "the panicking connection was not closed"
+    );
     // Same core, same executor: the neighbour and newcomers are unaffected.
     ping(&mut a, "after\n");
     for _ in 0..3 {
@@ -102,7 +106,11 @@ fn a_dead_shard_stops_the_server_within_a_second() {
     let started = Instant::now();
     server.inject_shard_panic(0);
     let err = server.wait().expect_err("a dead shard must be an error");
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
     let text = err.to_string();
     assert!(text.contains("shard 0") && text.contains("died"), "{text}");
     assert!(text.contains("fault injection"), "{text}");
@@ -115,9 +123,14 @@ fn connection_n_plus_one_waits_for_a_slot() {
     ping(&mut first, "first\n");
     let mut second = connect(server.echo());
     second.write_all(b"second\n").unwrap();
-    second.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut buf = [0u8; 16];
-    assert!(second.read(&mut buf).is_err(), "connection 2 was served beside connection 1");
+    assert!(
+        second.read(&mut buf).is_err(),
+        "connection 2 was served beside connection 1"
+    );
     drop(first);
     second.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
     assert_eq!(read_exact(&mut second, 7), b"second\n");
@@ -132,7 +145,10 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
         // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
         unsafe {
             cmd.pre_exec(|| {
-                let lim = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
+                let lim = libc::rlimit {
+                    rlim_cur: 64,
+                    rlim_max: 64,
+                };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -149,11 +165,16 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
     let cpu_before = cpu_ticks(server.pid());
     std::thread::sleep(Duration::from_secs(1));
     let spent = cpu_ticks(server.pid()) - cpu_before;
-    assert!(spent < 50, "server burned {spent} ticks in 1 s while backing off: a busy loop");
+    assert!(
+        spent < 50,
+        "server burned {spent} ticks in 1 s while backing off: a busy loop"
+    );
     ping(&mut first, "still served\n");
     crowd.clear();
     let mut fresh = connect(server.echo());
-    fresh.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut lines = BufReader::new(fresh.try_clone().unwrap());
     fresh.write_all(b"recovered\n").unwrap();
     let mut got = String::new();

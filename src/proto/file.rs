@@ -59,7 +59,9 @@ impl Protocol for FileServer {
                 Request::Path(len) => len,
                 Request::Closed => return Ok(()),
                 Request::Truncated => {
-                    warn!("file: {peer}: refused: connection closed before the NUL ending the path");
+                    warn!(
+                        "file: {peer}: refused: connection closed before the NUL ending the path"
+                    );
                     return Ok(());
                 }
                 Request::TooLong => {
@@ -74,7 +76,10 @@ impl Protocol for FileServer {
             let file = match self.root.open_file(path) {
                 Ok(file) => file,
                 Err(reason) => {
-                    warn!("file: {peer} requested {}: refused: {reason}", DisplayPath(path));
+                    warn!(
+                        "file: {peer} requested {}: refused: {reason}",
+                        DisplayPath(path)
+                    );
                     if !self.framed {
                         return Ok(());
                     }
@@ -94,7 +99,10 @@ impl Protocol for FileServer {
                 // The promised length cannot be kept: end the stream, send nothing made up.
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("{} shrank to {sent} of {size} bytes while being sent", DisplayPath(path)),
+                    format!(
+                        "{} shrank to {sent} of {size} bytes while being sent",
+                        DisplayPath(path)
+                    ),
                 ));
             }
             if !self.framed {

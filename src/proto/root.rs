@@ -136,7 +136,10 @@ impl AsFd for RegularFile {
 }
 
 fn strip_leading_slashes(request: &[u8]) -> &[u8] {
-    let start = request.iter().position(|&b| b != b'/').unwrap_or(request.len());
+    let start = request
+        .iter()
+        .position(|&b| b != b'/')
+        .unwrap_or(request.len());
     &request[start..]
 }
 
@@ -192,9 +195,15 @@ mod tests {
         std::fs::write(dir.path().join("sub/f"), b"hello").unwrap();
         let root = Root::open(dir.path()).unwrap();
         assert_eq!(root.open_file(b"/sub/f").unwrap().size(), 5);
-        assert!(matches!(root.open_file(b"sub"), Err(OpenError::NotRegular("directory"))));
+        assert!(matches!(
+            root.open_file(b"sub"),
+            Err(OpenError::NotRegular("directory"))
+        ));
         assert!(matches!(root.open_file(b"/"), Err(OpenError::Empty)));
-        assert!(matches!(root.open_file(b"../etc/passwd"), Err(OpenError::Escapes)));
+        assert!(matches!(
+            root.open_file(b"../etc/passwd"),
+            Err(OpenError::Escapes)
+        ));
         assert!(matches!(root.open_file(b"nope"), Err(OpenError::NotFound)));
     }
 }

@@ -37,7 +37,12 @@ pub fn install_panic_hook() {
                 return previous(info);
             }
             let text = match info.location() {
-                Some(at) => format!("{} at {}:{}", payload_text(info.payload()), at.file(), at.line()),
+                Some(at) => format!(
+                    "{} at {}:{}",
+                    payload_text(info.payload()),
+                    at.file(),
+                    at.line()
+                ),
                 None => payload_text(info.payload()),
             };
             LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));

@@ -52,13 +52,26 @@ pub fn io_memory_per_shard(shards: usize) -> usize {
         // what the hard limit allows.
         let max = limit.maximum.unwrap_or(u64::MAX);
         let attempts = [
-            Rlimit { current: Some(want), maximum: Some(max.max(want)) },
-            Rlimit { current: Some(want.min(max)), maximum: limit.maximum },
+            Rlimit {
+                current: Some(want),
+                maximum: Some(max.max(want)),
+            },
+            Rlimit {
+                current: Some(want.min(max)),
+                maximum: limit.maximum,
+            },
         ];
-        if let Some(got) = attempts.into_iter().find(|r| setrlimit(Resource::Memlock, r.clone()).is_ok()) {
+        if let Some(got) = attempts
+            .into_iter()
+            .find(|r| setrlimit(Resource::Memlock, *r).is_ok())
+        {
             let got = got.current.unwrap_or(u64::MAX);
             if got > current {
-                info!("raised RLIMIT_MEMLOCK from {} to {} KiB for {shards} shards", current >> 10, got >> 10);
+                info!(
+                    "raised RLIMIT_MEMLOCK from {} to {} KiB for {shards} shards",
+                    current >> 10,
+                    got >> 10
+                );
             }
         }
         limit = getrlimit(Resource::Memlock);

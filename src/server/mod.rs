@@ -75,7 +75,9 @@ pub enum ServerError {
     #[error("shard {shard} failed to start: {reason}")]
     Start { shard: usize, reason: String },
     /// A shard's thread died while serving.
-    #[error("shard {shard} (CPU {cpu}) died: {reason}; stopping so a supervisor can restart the server")]
+    #[error(
+        "shard {shard} (CPU {cpu}) died: {reason}; stopping so a supervisor can restart the server"
+    )]
     ShardDied {
         shard: usize,
         cpu: usize,
@@ -155,7 +157,10 @@ impl Server {
         let mut running = self.threads.len();
         while running > 0 {
             let event = match deadline {
-                None => self.events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                None => self
+                    .events
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
                 Some(at) => self
                     .events
                     .recv_timeout(at.saturating_duration_since(Instant::now())),
@@ -263,12 +268,13 @@ impl ServerBuilder {
         let mut per_shard: Vec<Vec<(String, Handler, std::os::fd::OwnedFd)>> =
             cpus.iter().map(|_| Vec::new()).collect();
         for svc in &self.services {
-            let (fds, actual) =
-                listener::bind_shards(svc.addr, cpus.len()).map_err(|source| ServerError::Bind {
+            let (fds, actual) = listener::bind_shards(svc.addr, cpus.len()).map_err(|source| {
+                ServerError::Bind {
                     service: svc.name.clone(),
                     addr: svc.addr,
                     source,
-                })?;
+                }
+            })?;
             addrs.push((svc.name.clone(), actual));
             for (shard, fd) in fds.into_iter().enumerate() {
                 per_shard[shard].push((svc.name.clone(), svc.handler.clone(), fd));

@@ -55,7 +55,10 @@ struct ExitGuard {
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         let panic = std::thread::panicking().then(|| isolate::take_last_panic(None));
-        let _ = self.events.send(Event::Exited { shard: self.id, panic });
+        let _ = self.events.send(Event::Exited {
+            shard: self.id,
+            panic,
+        });
     }
 }
 
@@ -99,7 +102,9 @@ async fn run(spec: ShardSpec) {
     let mut byte = [0u8; 1];
     loop {
         match control.read(&mut byte).await {
-            Ok(1) if byte[0] == PANIC => panic!("shard {} asked to panic (fault injection)", spec.id),
+            Ok(1) if byte[0] == PANIC => {
+                panic!("shard {} asked to panic (fault injection)", spec.id)
+            }
             Ok(1) if byte[0] != STOP => continue,
             // STOP, or the main thread's end closed, or an error: stop.
             _ => break,
@@ -110,7 +115,12 @@ async fn run(spec: ShardSpec) {
 }
 
 /// Accept connections for one service forever, admitting each under `admit`.
-async fn accept_loop(service: String, handler: Handler, listener: TcpListener, admit: Rc<Semaphore>) {
+async fn accept_loop(
+    service: String,
+    handler: Handler,
+    listener: TcpListener,
+    admit: Rc<Semaphore>,
+) {
     let mut backoff = BACKOFF_FIRST;
     let mut backing_off = false;
     loop {
@@ -148,7 +158,9 @@ async fn accept_loop(service: String, handler: Handler, listener: TcpListener, a
                     continue;
                 }
                 if !backing_off {
-                    warn!("{service}: accept failed: {e}; backing off, existing connections continue");
+                    warn!(
+                        "{service}: accept failed: {e}; backing off, existing connections continue"
+                    );
                     backing_off = true;
                 }
                 drop(permit);

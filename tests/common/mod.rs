@@ -107,7 +107,10 @@ impl Ringlet {
                 return line;
             }
             if Instant::now() > deadline {
-                panic!("no log line with {parts:?}; log:\n{}", self.log().join("\n"));
+                panic!(
+                    "no log line with {parts:?}; log:\n{}",
+                    self.log().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
