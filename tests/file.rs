@@ -280,3 +280,25 @@ fn concurrent_fetches_each_get_the_whole_file() {
         assert!(w.join().unwrap() == data);
     }
 }
+
+/// A client that vanishes mid-stream ends its own connection, with one log
+/// line; the server goes on serving.
+#[test]
+fn a_client_vanishing_mid_stream_ends_only_that_stream() {
+    let t = tree();
+    std::fs::write(t.root.join("pub/big.bin"), pattern(64 << 20, 5)).unwrap();
+    let server = serve_root(&t.root, &[]);
+    for _ in 0..3 {
+        let mut s = connect(server.file());
+        s.write_all(b"pub/big.bin\0").unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, pattern(64 * 1024, 5));
+        // Close with unread data: the kernel resets the connection.
+        drop(s);
+    }
+    server.wait_for_log(&["connection ended", "sending \"pub/big.bin\""]);
+    assert_eq!(fetch(server.file(), b"/pub/ok.txt"), b"ok\n");
+    let data = fetch(server.file(), b"pub/big.bin");
+    assert!(data == pattern(64 << 20, 5));
+}
