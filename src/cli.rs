@@ -25,6 +25,14 @@ pub enum Command {
     /// A failing or panicking connection ends alone; if a whole shard dies the
     /// process exits with status 1 so a supervisor restarts it.
     Serve(Serve),
+
+    /// Say whether the io_uring backend can run here, and if not, why not.
+    ///
+    /// Prints the kernel version, the kernel.io_uring_disabled sysctl, the
+    /// process's seccomp mode, whether io_uring_setup is allowed, the opcodes
+    /// and setup flags ringlet would use, RLIMIT_MEMLOCK and the CPUs the
+    /// process may use. Exit status 0 when the uring backend can start, 1 when not.
+    Probe,
 }
 
 /// `ringlet serve` options. A flag given twice takes its last value.
@@ -63,6 +71,13 @@ pub struct Serve {
     #[arg(long)]
     pub file_header: bool,
 
+    /// I/O backend. `uring`: glommio shards on io_uring (refuses to start, with
+    /// the reason, where io_uring is blocked). `epoll`: tokio shards on epoll,
+    /// sendfile for files: the baseline. `auto`: uring when it works here,
+    /// otherwise epoll, logging why.
+    #[arg(long, value_name = "BACKEND", default_value = "auto")]
+    pub backend: BackendArg,
+
     /// Number of shards, one per CPU [default: every CPU this process may run
     /// on, honouring taskset and cgroup cpusets].
     #[arg(long, value_name = "N")]
@@ -99,4 +114,25 @@ pub enum EchoModeArg {
     Line,
     /// Whatever arrives, as it arrives.
     Raw,
+}
+
+/// `--backend` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    /// io_uring if it works here, else epoll.
+    Auto,
+    /// io_uring (glommio shards).
+    Uring,
+    /// epoll (tokio shards), the baseline.
+    Epoll,
+}
+
+impl From<BackendArg> for ringlet::Backend {
+    fn from(b: BackendArg) -> ringlet::Backend {
+        match b {
+            BackendArg::Auto => ringlet::Backend::Auto,
+            BackendArg::Uring => ringlet::Backend::Uring,
+            BackendArg::Epoll => ringlet::Backend::Epoll,
+        }
+    }
 }

@@ -43,11 +43,13 @@
 //! The two servers of the article ship ready-made: [`proto::echo::Echo`] and
 //! [`proto::file::FileServer`]; `ringlet serve` runs them.
 
+pub mod epoll;
 pub mod io;
+pub mod probe;
 pub mod proto;
 pub mod server;
 
 pub use io::{Buf, Connection};
 pub use proto::Protocol;
 pub use proto::root::{RegularFile, Root};
-pub use server::{Server, ServerBuilder, ServerError, Stopper};
+pub use server::{Backend, Server, ServerBuilder, ServerError, Stopper};

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Probe => return probe(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,6 +47,7 @@ fn init_logging() {
 
 fn serve(args: Serve) -> anyhow::Result<()> {
     let mut builder = Server::builder()
+        .backend(args.backend.into())
         .cores(args.cores)
         .max_conns(args.max_conns.map(|n| n as usize));
     let mode = match args.echo_mode {
@@ -67,21 +69,25 @@ fn serve(args: Serve) -> anyhow::Result<()> {
     // Signals are caught before the shards start, so none is lost in between.
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let server = builder.start()?;
-    let cpus = placement::list(server.cpus());
+    let cpus = format!(
+        "{} backend, CPUs {}",
+        server.backend().name(),
+        placement::list(server.cpus())
+    );
     let shards = match server.cpus().len() {
         1 => "1 shard".to_string(),
         n => format!("{n} shards"),
     };
     if let Some(addr) = server.local_addr("echo") {
         info!(
-            "echo listening on {addr} ({shards} on CPUs {cpus}, {} mode)",
+            "echo listening on {addr} ({shards}, {cpus}, {} mode)",
             mode_name(mode)
         );
     }
     if let Some(addr) = server.local_addr("file") {
         let framing = if args.file_header { "framed" } else { "plain" };
         info!(
-            "file listening on {addr} ({shards} on CPUs {cpus}, root {}, {framing})",
+            "file listening on {addr} ({shards}, {cpus}, root {}, {framing})",
             root_path.display()
         );
     }
@@ -107,6 +113,16 @@ fn serve(args: Serve) -> anyhow::Result<()> {
     server.wait()?;
     info!("stopped");
     Ok(())
+}
+
+fn probe() -> ExitCode {
+    let report = ringlet::probe::Report::gather();
+    print!("{report}");
+    if report.uring_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn mode_name(mode: EchoMode) -> &'static str {

@@ -8,9 +8,8 @@ use common::{Ringlet, connect, fetch};
 
 /// `nc 127.0.0.1 6000`, typing foo, bar, qux: each line comes straight back,
 /// before the next is typed.
-#[test]
-fn echo_transcript_foo_bar_qux() {
-    let server = Ringlet::serve(&["--file", "off"]);
+fn echo_transcript_foo_bar_qux(backend: &str) {
+    let server = Ringlet::serve(backend, &["--file", "off"]);
     let mut s = connect(server.echo());
     let mut lines = BufReader::new(s.try_clone().unwrap());
     for word in ["foo", "bar", "qux"] {
@@ -24,12 +23,14 @@ fn echo_transcript_foo_bar_qux() {
 /// `echo -en '/tmp/x\0' | nc ...` (missing) then `/tmp/y` on the same server:
 /// the first closes at once with nothing (the article's client hung), the
 /// second gets the file.
-#[test]
-fn file_transcript_missing_then_existing() {
+fn file_transcript_missing_then_existing(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("tmp")).unwrap();
     std::fs::write(dir.path().join("tmp/y"), "foo bar qux\n").unwrap();
-    let server = Ringlet::serve(&["--echo", "off", "--root", dir.path().to_str().unwrap()]);
+    let server = Ringlet::serve(
+        backend,
+        &["--echo", "off", "--root", dir.path().to_str().unwrap()],
+    );
 
     assert_eq!(fetch(server.file(), b"/tmp/x"), b"");
     let line = server.wait_for_log(&["/tmp/x", "refused", "no such file", "127.0.0.1:"]);
@@ -38,12 +39,11 @@ fn file_transcript_missing_then_existing() {
 }
 
 /// `--root /` reproduces the article exactly: absolute paths are real paths.
-#[test]
-fn root_slash_serves_absolute_paths_like_the_article() {
+fn root_slash_serves_absolute_paths_like_the_article(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let y = dir.path().join("y");
     std::fs::write(&y, "foo bar qux\n").unwrap();
-    let server = Ringlet::serve(&["--echo", "off", "--root", "/"]);
+    let server = Ringlet::serve(backend, &["--echo", "off", "--root", "/"]);
     let missing = dir.path().join("x");
     assert_eq!(
         fetch(server.file(), missing.to_str().unwrap().as_bytes()),
@@ -54,3 +54,9 @@ fn root_slash_serves_absolute_paths_like_the_article() {
         b"foo bar qux\n"
     );
 }
+
+on_both_backends!(
+    echo_transcript_foo_bar_qux,
+    file_transcript_missing_then_existing,
+    root_slash_serves_absolute_paths_like_the_article,
+);

@@ -38,8 +38,12 @@ fn serve_help_answers_the_usual_questions() {
 
 #[test]
 fn sigterm_and_sigint_exit_zero() {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        let mut server = Ringlet::serve(&[]);
+    for (backend, sig) in [
+        ("uring", libc::SIGTERM),
+        ("epoll", libc::SIGINT),
+        ("uring", libc::SIGINT),
+    ] {
+        let mut server = Ringlet::serve(backend, &[]);
         assert_eq!(server.signal_and_wait(sig), Some(0));
         server.wait_for_log(&["stopping"]);
     }
@@ -49,7 +53,10 @@ fn sigterm_and_sigint_exit_zero() {
 fn one_service_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f"), "x").unwrap();
-    let server = Ringlet::serve(&["--echo", "off", "--root", dir.path().to_str().unwrap()]);
+    let server = Ringlet::serve(
+        "auto",
+        &["--echo", "off", "--root", dir.path().to_str().unwrap()],
+    );
     assert!(server.echo.is_none());
     assert_eq!(fetch(server.file(), b"f"), b"x");
     assert!(!server.log().iter().any(|l| l.contains("echo listening")));
@@ -118,7 +125,7 @@ fn cores_respects_the_affinity_mask() {
         .unwrap()
         .last()
         .unwrap();
-    let server = Ringlet::serve_with(&["--file", "off"], |cmd| {
+    let server = Ringlet::serve_with("uring", &["--file", "off"], |cmd| {
         use std::os::unix::process::CommandExt;
         // SAFETY: sched_setaffinity is async-signal-safe.
         unsafe {
@@ -132,5 +139,8 @@ fn cores_respects_the_affinity_mask() {
             });
         }
     });
-    server.wait_for_log(&["echo listening", &format!("(1 shard on CPUs {cpu},")]);
+    server.wait_for_log(&[
+        "echo listening",
+        &format!("(1 shard, uring backend, CPUs {cpu},"),
+    ]);
 }

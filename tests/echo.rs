@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use common::{Ringlet, connect, pattern, read_exact, read_to_close, status_kib};
 
 /// 200 clients at once, each sending its own lines and checking every byte back.
-#[test]
-fn two_hundred_concurrent_clients_get_their_own_bytes_back() {
-    let server = Ringlet::serve(&["--file", "off"]);
+fn two_hundred_concurrent_clients_get_their_own_bytes_back(backend: &str) {
+    let server = Ringlet::serve(backend, &["--file", "off"]);
     let addr = server.echo();
     let clients: Vec<_> = (0..200u64)
         .map(|id| {
@@ -45,9 +44,8 @@ fn two_hundred_concurrent_clients_get_their_own_bytes_back() {
 }
 
 /// A last line without a newline is echoed when the client shuts its side.
-#[test]
-fn a_final_line_without_newline_is_echoed_at_eof() {
-    let server = Ringlet::serve(&["--file", "off"]);
+fn a_final_line_without_newline_is_echoed_at_eof(backend: &str) {
+    let server = Ringlet::serve(backend, &["--file", "off"]);
     let mut s = connect(server.echo());
     s.write_all(b"one\ntwo\nthree").unwrap();
     assert_eq!(read_exact(&mut s, 8), b"one\ntwo\n");
@@ -56,9 +54,8 @@ fn a_final_line_without_newline_is_echoed_at_eof() {
 }
 
 /// Line mode holds back a partial line until its newline arrives.
-#[test]
-fn line_mode_waits_for_the_newline() {
-    let server = Ringlet::serve(&["--file", "off"]);
+fn line_mode_waits_for_the_newline(backend: &str) {
+    let server = Ringlet::serve(backend, &["--file", "off"]);
     let mut s = connect(server.echo());
     s.write_all(b"hel").unwrap();
     s.set_read_timeout(Some(Duration::from_millis(300)))
@@ -72,9 +69,8 @@ fn line_mode_waits_for_the_newline() {
 }
 
 /// Raw mode writes back whatever arrives, newline or not.
-#[test]
-fn raw_mode_echoes_partial_lines_at_once() {
-    let server = Ringlet::serve(&["--file", "off", "--echo-mode", "raw"]);
+fn raw_mode_echoes_partial_lines_at_once(backend: &str) {
+    let server = Ringlet::serve(backend, &["--file", "off", "--echo-mode", "raw"]);
     let mut s = connect(server.echo());
     s.write_all(b"no newline here").unwrap();
     assert_eq!(read_exact(&mut s, 15), b"no newline here");
@@ -97,10 +93,9 @@ fn echo_through(stream: TcpStream, data: Arc<Vec<u8>>) -> Vec<u8> {
 
 /// A 10 MB "line" with no newline is echoed in full, through a 64 KiB buffer,
 /// without the server's memory growing by anything like 10 MB.
-#[test]
-fn a_ten_megabyte_line_is_echoed_whole_with_bounded_memory() {
+fn a_ten_megabyte_line_is_echoed_whole_with_bounded_memory(backend: &str) {
     for mode in ["line", "raw"] {
-        let server = Ringlet::serve(&["--file", "off", "--echo-mode", mode]);
+        let server = Ringlet::serve(backend, &["--file", "off", "--echo-mode", mode]);
         let before = status_kib(server.pid(), "VmRSS");
         let data: Arc<Vec<u8>> = Arc::new(
             pattern(10_000_000, 7)
@@ -120,9 +115,11 @@ fn a_ten_megabyte_line_is_echoed_whole_with_bounded_memory() {
 }
 
 /// A client that never stops sending must not starve another on the same core.
-#[test]
-fn a_flooding_client_does_not_starve_its_neighbour() {
-    let server = Ringlet::serve(&["--file", "off", "--cores", "1", "--echo-mode", "raw"]);
+fn a_flooding_client_does_not_starve_its_neighbour(backend: &str) {
+    let server = Ringlet::serve(
+        backend,
+        &["--file", "off", "--cores", "1", "--echo-mode", "raw"],
+    );
     let addr = server.echo();
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -173,3 +170,12 @@ fn a_flooding_client_does_not_starve_its_neighbour() {
         "the flood only moved {flooded} bytes: it was not flooding"
     );
 }
+
+on_both_backends!(
+    two_hundred_concurrent_clients_get_their_own_bytes_back,
+    a_final_line_without_newline_is_echoed_at_eof,
+    line_mode_waits_for_the_newline,
+    raw_mode_echoes_partial_lines_at_once,
+    a_ten_megabyte_line_is_echoed_whole_with_bounded_memory,
+    a_flooding_client_does_not_starve_its_neighbour,
+);

@@ -13,8 +13,7 @@ use common::{Ringlet, connect, fetch, pattern, read_to_close, status_kib};
 use sha2::{Digest, Sha256};
 
 /// A 256 MiB file arrives with the right SHA-256 while the server's RSS stays flat.
-#[test]
-fn a_256_mib_file_streams_exactly_with_bounded_memory() {
+fn a_256_mib_file_streams_exactly_with_bounded_memory(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let size = 256usize << 20;
     let mut expected = Sha256::new();
@@ -27,7 +26,10 @@ fn a_256_mib_file_streams_exactly_with_bounded_memory() {
         }
     }
     let expected = expected.finalize();
-    let server = Ringlet::serve(&["--echo", "off", "--root", dir.path().to_str().unwrap()]);
+    let server = Ringlet::serve(
+        backend,
+        &["--echo", "off", "--root", dir.path().to_str().unwrap()],
+    );
     let before = status_kib(server.pid(), "VmRSS");
 
     let mut s = connect(server.file());
@@ -84,10 +86,10 @@ fn tree() -> Tree {
     }
 }
 
-fn serve_root(root: &Path, extra: &[&str]) -> Ringlet {
+fn serve_root(backend: &str, root: &Path, extra: &[&str]) -> Ringlet {
     let mut args = vec!["--echo", "off", "--root", root.to_str().unwrap()];
     args.extend_from_slice(extra);
-    Ringlet::serve(&args)
+    Ringlet::serve(backend, &args)
 }
 
 /// A refused request: nothing sent, closed promptly; then a good one succeeds.
@@ -114,19 +116,17 @@ fn assert_refused_then_ok(server: &Ringlet, request: &[u8], reason: &str) {
     assert_eq!(fetch(server.file(), b"/pub/ok.txt"), b"ok\n");
 }
 
-#[test]
-fn symlinks_that_stay_inside_the_root_are_followed() {
+fn symlinks_that_stay_inside_the_root_are_followed(backend: &str) {
     let t = tree();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     assert_eq!(fetch(server.file(), b"inside-link"), b"ok\n");
     assert_eq!(fetch(server.file(), b"/pub/deeper/up-link"), b"ok\n");
     assert_eq!(fetch(server.file(), b"/pub/deeper/../ok.txt"), b"ok\n");
 }
 
-#[test]
-fn dot_dot_escapes_are_refused() {
+fn dot_dot_escapes_are_refused(backend: &str) {
     let t = tree();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     for req in [
         &b"../outside/secret"[..],
         b"/../outside/secret",
@@ -137,10 +137,9 @@ fn dot_dot_escapes_are_refused() {
     }
 }
 
-#[test]
-fn an_absolute_path_outside_the_root_is_refused() {
+fn an_absolute_path_outside_the_root_is_refused(backend: &str) {
     let t = tree();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     // Absolute paths are relative to the root, so climbing is the only way out.
     let up = format!("/../../../../../../..{}", t.secret.display());
     assert_refused_then_ok(&server, up.as_bytes(), "escapes the served root");
@@ -152,19 +151,17 @@ fn an_absolute_path_outside_the_root_is_refused() {
     );
 }
 
-#[test]
-fn symlinks_out_of_the_root_are_refused() {
+fn symlinks_out_of_the_root_are_refused(backend: &str) {
     let t = tree();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     for req in [&b"abs-link-out"[..], b"rel-link-out", b"chain-out"] {
         assert_refused_then_ok(&server, req, "escapes the served root");
     }
 }
 
-#[test]
-fn proc_magic_links_are_refused() {
+fn proc_magic_links_are_refused(backend: &str) {
     let t = tree();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     // A link to /proc/self/root is absolute: it escapes.
     assert_refused_then_ok(
         &server,
@@ -174,7 +171,7 @@ fn proc_magic_links_are_refused() {
 
     // With the whole filesystem served, /proc/self/root and /proc/self/fd are
     // magic links: refused, though the same file by its real path is served.
-    let whole = Ringlet::serve(&["--echo", "off", "--root", "/"]);
+    let whole = Ringlet::serve(backend, &["--echo", "off", "--root", "/"]);
     let via_magic = format!("/proc/self/root{}", t.secret.display());
     assert_eq!(fetch(whole.file(), via_magic.as_bytes()), b"");
     whole.wait_for_log(&["refused", "magic link"]);
@@ -185,25 +182,22 @@ fn proc_magic_links_are_refused() {
     );
 }
 
-#[test]
-fn a_fifo_is_refused_without_blocking() {
+fn a_fifo_is_refused_without_blocking(backend: &str) {
     let t = tree();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     assert_refused_then_ok(&server, b"fifo", "not a regular file (FIFO)");
 }
 
-#[test]
-fn a_directory_is_refused() {
+fn a_directory_is_refused(backend: &str) {
     let t = tree();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     assert_refused_then_ok(&server, b"pub", "not a regular file (directory)");
     assert_refused_then_ok(&server, b"/", "empty path");
 }
 
-#[test]
-fn a_5000_byte_path_is_refused() {
+fn a_5000_byte_path_is_refused(backend: &str) {
     let t = tree();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     let mut s = connect(server.file());
     // Send 4096 bytes without NUL: the server decides there, before the rest.
     s.write_all(&vec![b'a'; 4096]).unwrap();
@@ -215,10 +209,9 @@ fn a_5000_byte_path_is_refused() {
     assert_refused_then_ok(&server, &long, "no NUL within 4096 bytes");
 }
 
-#[test]
-fn a_client_that_sends_no_nul_and_closes_is_dropped() {
+fn a_client_that_sends_no_nul_and_closes_is_dropped(backend: &str) {
     let t = tree();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     let mut s = connect(server.file());
     s.write_all(b"pub/ok.txt").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
@@ -228,11 +221,10 @@ fn a_client_that_sends_no_nul_and_closes_is_dropped() {
 }
 
 /// Framed mode: status lines, keep-alive, pipelined requests, errors in band.
-#[test]
-fn file_header_mode_frames_each_answer_and_keeps_the_connection() {
+fn file_header_mode_frames_each_answer_and_keeps_the_connection(backend: &str) {
     let t = tree();
     std::fs::write(t.root.join("pub/two.bin"), pattern(300_000, 3)).unwrap();
-    let server = serve_root(&t.root, &["--file-header"]);
+    let server = serve_root(backend, &t.root, &["--file-header"]);
     let mut s = connect(server.file());
     // Three requests in one write: good, missing, good.
     s.write_all(b"/pub/ok.txt\0/missing\0pub/two.bin\0")
@@ -266,12 +258,11 @@ fn file_header_mode_frames_each_answer_and_keeps_the_connection() {
 }
 
 /// Many clients fetching at once all get exact bytes.
-#[test]
-fn concurrent_fetches_each_get_the_whole_file() {
+fn concurrent_fetches_each_get_the_whole_file(backend: &str) {
     let t = tree();
     let data = pattern(1 << 20, 9);
     std::fs::write(t.root.join("pub/m.bin"), &data).unwrap();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     let addr: SocketAddr = server.file();
     let workers: Vec<_> = (0..32)
         .map(|_| std::thread::spawn(move || fetch(addr, b"pub/m.bin")))
@@ -283,11 +274,10 @@ fn concurrent_fetches_each_get_the_whole_file() {
 
 /// A client that vanishes mid-stream ends its own connection, with one log
 /// line; the server goes on serving.
-#[test]
-fn a_client_vanishing_mid_stream_ends_only_that_stream() {
+fn a_client_vanishing_mid_stream_ends_only_that_stream(backend: &str) {
     let t = tree();
     std::fs::write(t.root.join("pub/big.bin"), pattern(64 << 20, 5)).unwrap();
-    let server = serve_root(&t.root, &[]);
+    let server = serve_root(backend, &t.root, &[]);
     for _ in 0..3 {
         let mut s = connect(server.file());
         s.write_all(b"pub/big.bin\0").unwrap();
@@ -302,3 +292,19 @@ fn a_client_vanishing_mid_stream_ends_only_that_stream() {
     let data = fetch(server.file(), b"pub/big.bin");
     assert!(data == pattern(64 << 20, 5));
 }
+
+on_both_backends!(
+    a_256_mib_file_streams_exactly_with_bounded_memory,
+    symlinks_that_stay_inside_the_root_are_followed,
+    dot_dot_escapes_are_refused,
+    an_absolute_path_outside_the_root_is_refused,
+    symlinks_out_of_the_root_are_refused,
+    proc_magic_links_are_refused,
+    a_fifo_is_refused_without_blocking,
+    a_directory_is_refused,
+    a_5000_byte_path_is_refused,
+    a_client_that_sends_no_nul_and_closes_is_dropped,
+    file_header_mode_frames_each_answer_and_keeps_the_connection,
+    concurrent_fetches_each_get_the_whole_file,
+    a_client_vanishing_mid_stream_ends_only_that_stream,
+);

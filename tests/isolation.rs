@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{Ringlet, connect, read_exact, read_to_close};
-use ringlet::{Buf, Connection, Protocol, Server};
+use ringlet::{Backend, Buf, Connection, Protocol, Server};
 
 /// Echoes lines, but panics on the line `boom`, and spins on `spin` (yielding
 /// as it goes, as a well-behaved CPU-bound handler must).
@@ -43,8 +43,16 @@ impl Protocol for Touchy {
     }
 }
 
-fn start_touchy() -> (Server, SocketAddr) {
+fn backend_of(name: &str) -> Backend {
+    match name {
+        "uring" => Backend::Uring,
+        _ => Backend::Epoll,
+    }
+}
+
+fn start_touchy(name: &str) -> (Server, SocketAddr) {
     let server = Server::builder()
+        .backend(backend_of(name))
         .cores(Some(1))
         .service("touchy", "127.0.0.1:0".parse().unwrap(), Touchy)
         .start()
@@ -58,9 +66,8 @@ fn ping(s: &mut TcpStream, msg: &str) {
     assert_eq!(read_exact(s, msg.len()), msg.as_bytes());
 }
 
-#[test]
-fn a_panic_ends_only_its_own_connection() {
-    let (server, addr) = start_touchy();
+fn a_panic_ends_only_its_own_connection(backend: &str) {
+    let (server, addr) = start_touchy(backend);
     let mut a = connect(addr);
     ping(&mut a, "before\n");
     let mut b = connect(addr);
@@ -79,9 +86,8 @@ fn a_panic_ends_only_its_own_connection() {
     server.stop().expect("clean stop after a handled panic");
 }
 
-#[test]
-fn a_busy_handler_that_yields_does_not_starve_its_neighbour() {
-    let (server, addr) = start_touchy();
+fn a_busy_handler_that_yields_does_not_starve_its_neighbour(backend: &str) {
+    let (server, addr) = start_touchy(backend);
     let mut busy = connect(addr);
     busy.write_all(b"spin\n").unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -97,9 +103,9 @@ fn a_busy_handler_that_yields_does_not_starve_its_neighbour() {
     server.stop().unwrap();
 }
 
-#[test]
-fn a_dead_shard_stops_the_server_within_a_second() {
+fn a_dead_shard_stops_the_server_within_a_second(backend: &str) {
     let server = Server::builder()
+        .backend(backend_of(backend))
         .service("touchy", "127.0.0.1:0".parse().unwrap(), Touchy)
         .start()
         .expect("start");
@@ -116,9 +122,11 @@ fn a_dead_shard_stops_the_server_within_a_second() {
     assert!(text.contains("fault injection"), "{text}");
 }
 
-#[test]
-fn connection_n_plus_one_waits_for_a_slot() {
-    let server = Ringlet::serve(&["--file", "off", "--cores", "1", "--max-conns", "1"]);
+fn connection_n_plus_one_waits_for_a_slot(backend: &str) {
+    let server = Ringlet::serve(
+        backend,
+        &["--file", "off", "--cores", "1", "--max-conns", "1"],
+    );
     let mut first = connect(server.echo());
     ping(&mut first, "first\n");
     let mut second = connect(server.echo());
@@ -138,10 +146,9 @@ fn connection_n_plus_one_waits_for_a_slot() {
 
 /// With file descriptors exhausted, accept backs off instead of spinning or
 /// dying, existing connections go on, and service resumes when fds free up.
-#[test]
-fn descriptor_exhaustion_backs_off_and_recovers() {
+fn descriptor_exhaustion_backs_off_and_recovers(backend: &str) {
     use std::os::unix::process::CommandExt;
-    let server = Ringlet::serve_with(&["--file", "off", "--cores", "1"], |cmd| {
+    let server = Ringlet::serve_with(backend, &["--file", "off", "--cores", "1"], |cmd| {
         // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
         unsafe {
             cmd.pre_exec(|| {
@@ -189,3 +196,11 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = after.split_whitespace().collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+on_both_backends!(
+    a_panic_ends_only_its_own_connection,
+    a_busy_handler_that_yields_does_not_starve_its_neighbour,
+    a_dead_shard_stops_the_server_within_a_second,
+    connection_n_plus_one_waits_for_a_slot,
+    descriptor_exhaustion_backs_off_and_recovers,
+);

@@ -7,9 +7,14 @@
 //! asked for, or with an error as soon as a shard's thread dies, so a process
 //! never runs on with a dead listener swallowing connections.
 //!
+//! Two backends run the same protocols: `uring` (glommio shards, here) and
+//! `epoll` (tokio shards, in `crate::epoll`); `auto` picks uring when
+//! [`probe`](crate::probe) says io_uring works and says why when it falls back.
+//!
 //! Rooms: `placement` (which CPUs), `listener` (sockets), `limits`
-//! (io_uring and memlock checks), `shard` (accept, admit), `isolate`
-//! (panics), `conn` (the glommio [`Connection`](crate::Connection)).
+//! (locked memory), `control` (shard plumbing), `admit` (accept policy),
+//! `shard` (the glommio shard), `isolate` (panics), `conn` (the glommio
+//! [`Connection`](crate::Connection)).
 
 use std::future::Future;
 use std::io;
@@ -21,35 +26,62 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
+use crate::epoll::{self, EpollConn};
+use crate::probe;
 use crate::proto::Protocol;
 
+pub(crate) mod admit;
 mod conn;
-mod isolate;
+pub(crate) mod control;
+pub(crate) mod isolate;
 mod limits;
 mod listener;
 pub mod placement;
 mod shard;
 
 pub use conn::{FILE_CHUNK, GlommioConn};
+use control::{Event, ShardListener, ShardSpec};
 
 /// How long start-up may take before it is called failed.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shards get to exit after a stop, before `wait` gives up on them.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A protocol, erased to what a glommio shard calls per connection.
-pub(crate) type Handler =
-    Arc<dyn Fn(GlommioConn) -> Pin<Box<dyn Future<Output = io::Result<()>>>> + Send + Sync>;
+/// A protocol, erased to what a shard calls per connection of type `C`.
+pub(crate) type Handler<C> =
+    Arc<dyn Fn(C) -> Pin<Box<dyn Future<Output = io::Result<()>>>> + Send + Sync>;
 
-/// What shards tell the supervising thread.
-#[derive(Debug)]
-pub(crate) enum Event {
-    Ready { shard: usize },
-    StartFailed { shard: usize, reason: String },
-    Exited { shard: usize, panic: Option<String> },
-    StopRequested,
+/// Which I/O runtime the shards run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// io_uring when it works here, else epoll (logging the real reason).
+    #[default]
+    Auto,
+    /// glommio shards on io_uring; refuses to start where io_uring is blocked.
+    Uring,
+    /// tokio shards on epoll, `sendfile` for files: the baseline.
+    Epoll,
+}
+
+impl Backend {
+    /// `uring` / `epoll` / `auto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Uring => "uring",
+            Backend::Epoll => "epoll",
+        }
+    }
+}
+
+/// A protocol erased once per backend.
+fn erase<P: Protocol, C: crate::Connection + 'static>(protocol: Arc<P>) -> Handler<C> {
+    Arc::new(move |conn| {
+        let protocol = protocol.clone();
+        Box::pin(async move { protocol.serve(conn).await })
+    })
 }
 
 /// Why a server could not start, or stopped badly.
@@ -91,7 +123,8 @@ pub enum ServerError {
 struct Service {
     name: String,
     addr: SocketAddr,
-    handler: Handler,
+    uring: Handler<GlommioConn>,
+    epoll: Handler<EpollConn>,
 }
 
 /// Collects services and settings; [`ServerBuilder::start`] runs them.
@@ -99,12 +132,14 @@ pub struct ServerBuilder {
     services: Vec<Service>,
     cores: Option<usize>,
     max_conns: Option<usize>,
+    backend: Backend,
 }
 
 /// A running server: its addresses, and the means to stop or wait for it.
 pub struct Server {
     addrs: Vec<(String, SocketAddr)>,
     cpus: Vec<usize>,
+    backend: Backend,
     events: Receiver<Event>,
     stopper: Stopper,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -124,7 +159,13 @@ impl Server {
             services: Vec::new(),
             cores: None,
             max_conns: None,
+            backend: Backend::Auto,
         }
+    }
+
+    /// The backend actually running (`Uring` or `Epoll`, never `Auto`).
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The address service `name` listens on (port 0 resolved).
@@ -202,7 +243,7 @@ impl Server {
     /// Fault injection for tests: make shard `shard` panic outside any
     /// connection, as a bug in the runtime would.
     pub fn inject_shard_panic(&self, shard: usize) {
-        self.stopper.send(Some(shard), shard::PANIC);
+        self.stopper.send(Some(shard), control::PANIC);
     }
 }
 
@@ -210,7 +251,7 @@ impl Stopper {
     /// Ask every shard to stop accepting and end. Returns at once.
     pub fn stop(&self) {
         let _ = self.events.send(Event::StopRequested);
-        self.send(None, shard::STOP);
+        self.send(None, control::STOP);
     }
 
     fn send(&self, only: Option<usize>, byte: u8) {
@@ -229,15 +270,18 @@ impl ServerBuilder {
     /// [`Server::local_addr`]). Port 0 picks a free port.
     pub fn service<P: Protocol>(mut self, name: &str, addr: SocketAddr, protocol: P) -> Self {
         let protocol = Arc::new(protocol);
-        let handler: Handler = Arc::new(move |conn| {
-            let protocol = protocol.clone();
-            Box::pin(async move { protocol.serve(conn).await })
-        });
         self.services.push(Service {
             name: name.to_string(),
             addr,
-            handler,
+            uring: erase(protocol.clone()),
+            epoll: erase(protocol),
         });
+        self
+    }
+
+    /// Which backend to run (default [`Backend::Auto`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
         self
     }
 
@@ -261,11 +305,13 @@ impl ServerBuilder {
         }
         let allowed = placement::allowed_cpus()?;
         let cpus = placement::choose(&allowed, self.cores).map_err(ServerError::Placement)?;
-        limits::check_io_uring().map_err(ServerError::IoUring)?;
+        let backend = resolve_backend(self.backend)?;
         isolate::install_panic_hook();
 
         let mut addrs = Vec::new();
-        let mut per_shard: Vec<Vec<(String, Handler, std::os::fd::OwnedFd)>> =
+        let mut uring: Vec<Vec<ShardListener<Handler<GlommioConn>>>> =
+            cpus.iter().map(|_| Vec::new()).collect();
+        let mut epoll: Vec<Vec<ShardListener<Handler<EpollConn>>>> =
             cpus.iter().map(|_| Vec::new()).collect();
         for svc in &self.services {
             let (fds, actual) = listener::bind_shards(svc.addr, cpus.len()).map_err(|source| {
@@ -277,27 +323,55 @@ impl ServerBuilder {
             })?;
             addrs.push((svc.name.clone(), actual));
             for (shard, fd) in fds.into_iter().enumerate() {
-                per_shard[shard].push((svc.name.clone(), svc.handler.clone(), fd));
+                let service = svc.name.clone();
+                match backend {
+                    Backend::Epoll => epoll[shard].push(ShardListener {
+                        service,
+                        handler: svc.epoll.clone(),
+                        fd,
+                    }),
+                    _ => uring[shard].push(ShardListener {
+                        service,
+                        handler: svc.uring.clone(),
+                        fd,
+                    }),
+                }
             }
         }
 
-        let io_memory = limits::io_memory_per_shard(cpus.len());
+        let io_memory = match backend {
+            Backend::Epoll => 0,
+            _ => limits::io_memory_per_shard(cpus.len()),
+        };
         let max_conns = self.max_conns.unwrap_or(usize::MAX >> 4);
         let (tx, rx) = mpsc::channel();
         let mut controls = Vec::new();
         let mut threads = Vec::new();
-        for (id, listeners) in per_shard.into_iter().enumerate() {
+        for (id, (uring, epoll)) in uring.into_iter().zip(epoll).enumerate() {
             let (ours, theirs) = UnixStream::pair()?;
             controls.push(ours);
-            threads.push(shard::spawn(shard::ShardSpec {
-                id,
-                cpu: cpus[id],
-                io_memory,
-                max_conns,
-                listeners,
-                control: theirs.into(),
-                events: tx.clone(),
-            })?);
+            let (cpu, control, events) = (cpus[id], theirs.into(), tx.clone());
+            threads.push(match backend {
+                Backend::Epoll => epoll::spawn(ShardSpec {
+                    id,
+                    cpu,
+                    max_conns,
+                    listeners: epoll,
+                    control,
+                    events,
+                })?,
+                _ => shard::spawn(
+                    ShardSpec {
+                        id,
+                        cpu,
+                        max_conns,
+                        listeners: uring,
+                        control,
+                        events,
+                    },
+                    io_memory,
+                )?,
+            });
         }
         let stopper = Stopper {
             controls: Arc::new(Mutex::new(controls)),
@@ -306,12 +380,28 @@ impl ServerBuilder {
         let server = Server {
             addrs,
             cpus,
+            backend,
             events: rx,
             stopper,
             threads,
         };
         server.await_ready()?;
         Ok(server)
+    }
+}
+
+/// Turn `Auto` into what this machine can run; refuse `Uring` where it cannot.
+fn resolve_backend(asked: Backend) -> Result<Backend, ServerError> {
+    if asked == Backend::Epoll {
+        return Ok(Backend::Epoll);
+    }
+    match probe::Report::gather().why_not() {
+        None => Ok(Backend::Uring),
+        Some(why) if asked == Backend::Uring => Err(ServerError::IoUring(why)),
+        Some(why) => {
+            warn!("{why}; falling back to the epoll backend");
+            Ok(Backend::Epoll)
+        }
     }
 }
 

@@ -22,14 +22,15 @@ pub struct Ringlet {
 impl Ringlet {
     /// Start `ringlet serve` with both services on ephemeral ports plus `args`
     /// (later flags win), and wait until every listener is logged as ready.
-    pub fn serve(args: &[&str]) -> Ringlet {
-        Ringlet::serve_with(args, |_| {})
+    pub fn serve(backend: &str, args: &[&str]) -> Ringlet {
+        Ringlet::serve_with(backend, args, |_| {})
     }
 
     /// As [`Ringlet::serve`], with a hook to adjust the command first.
-    pub fn serve_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Ringlet {
+    pub fn serve_with(backend: &str, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Ringlet {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringlet"));
         cmd.arg("serve")
+            .args(["--backend", backend])
             .args(["--echo", "127.0.0.1:0", "--file", "127.0.0.1:0"])
             .args(args)
             .env("RINGLET_LOG", "info")
@@ -157,6 +158,20 @@ fn listening_addr(line: &str, service: &str) -> Option<SocketAddr> {
     let marker = format!("{service} listening on ");
     let rest = &line[line.find(&marker)? + marker.len()..];
     rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Generate one `#[test]` per backend for each named `fn name(backend: &str)`:
+/// `uring::name` and `epoll::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $( #[test] fn $name() { super::$name("uring") } )*
+        }
+        mod epoll {
+            $( #[test] fn $name() { super::$name("epoll") } )*
+        }
+    };
 }
 
 /// Connect with the test's timeouts set.

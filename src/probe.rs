@@ -1,0 +1,284 @@
+//! `ringlet probe`: will io_uring work here, and if not, why not.
+//!
+//! Gathers the facts that decide it — kernel version, the
+//! `kernel.io_uring_disabled` sysctl, whether `io_uring_setup` is allowed
+//! (seccomp in containers blocks it), the opcodes and setup flags ringlet
+//! would use, RLIMIT_MEMLOCK, the CPUs the process may use — and turns a
+//! failure into a sentence a user can act on. It only looks; it changes nothing.
+
+use std::fmt;
+use std::io;
+
+use io_uring::{IoUring, Probe, opcode};
+
+/// Opcodes ringlet uses or will use, by name.
+const OPCODES: &[(&str, u8)] = &[
+    ("ACCEPT", opcode::Accept::CODE),
+    ("RECV", opcode::Recv::CODE),
+    ("SEND", opcode::Send::CODE),
+    ("SEND_ZC", opcode::SendZc::CODE),
+    ("READ", opcode::Read::CODE),
+    ("SPLICE", opcode::Splice::CODE),
+    ("OPENAT2", opcode::OpenAt2::CODE),
+    ("POLL_ADD", opcode::PollAdd::CODE),
+    ("CLOSE", opcode::Close::CODE),
+    ("ASYNC_CANCEL", opcode::AsyncCancel::CODE),
+    ("PROVIDE_BUFFERS", opcode::ProvideBuffers::CODE),
+];
+
+/// Everything the probe found.
+#[derive(Debug)]
+pub struct Report {
+    /// `uname -r`.
+    pub kernel: String,
+    /// The kernel version as (major, minor), when it parses.
+    pub version: Option<(u32, u32)>,
+    /// `kernel.io_uring_disabled` (0, 1 or 2); `None` on kernels without it.
+    pub io_uring_disabled: Option<String>,
+    /// The `Seccomp:` mode of this process (0 none, 1 strict, 2 filter).
+    pub seccomp: Option<String>,
+    /// The result of a real `io_uring_setup`.
+    pub setup: Result<(), io::Error>,
+    /// Each opcode and whether the kernel supports it (empty when setup failed).
+    pub opcodes: Vec<(&'static str, bool)>,
+    /// Each setup flag and whether a ring could be built with it.
+    pub setup_flags: Vec<(&'static str, bool)>,
+    /// RLIMIT_MEMLOCK soft and hard, in bytes (`None`: unlimited).
+    pub memlock: (Option<u64>, Option<u64>),
+    /// The CPUs this process may run on.
+    pub cpus: Vec<usize>,
+}
+
+impl Report {
+    /// Look at this process and this kernel now.
+    pub fn gather() -> Report {
+        let kernel = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        let version = parse_version(&kernel);
+        let io_uring_disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+            .ok()
+            .map(|s| s.trim().to_string());
+        let seccomp = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
+            });
+        let (setup, opcodes) = match IoUring::new(4) {
+            Ok(ring) => {
+                let mut probe = Probe::new();
+                let opcodes = match ring.submitter().register_probe(&mut probe) {
+                    Ok(()) => OPCODES
+                        .iter()
+                        .map(|&(name, code)| (name, probe.is_supported(code)))
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                (Ok(()), opcodes)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let setup_flags = if setup.is_ok() {
+            probe_setup_flags()
+        } else {
+            Vec::new()
+        };
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock);
+        Report {
+            kernel,
+            version,
+            io_uring_disabled,
+            seccomp,
+            setup,
+            opcodes,
+            setup_flags,
+            memlock: (limit.current, limit.maximum),
+            cpus: crate::server::placement::allowed_cpus().unwrap_or_default(),
+        }
+    }
+
+    /// Can the uring backend start in this process?
+    pub fn uring_ok(&self) -> bool {
+        self.setup.is_ok()
+    }
+
+    /// Why the uring backend cannot start, in one sentence; `None` if it can.
+    pub fn why_not(&self) -> Option<String> {
+        let e = self.setup.as_ref().err()?;
+        let disabled = self.io_uring_disabled.as_deref();
+        let filtered = self.seccomp.as_deref() == Some("2");
+        let why = match e.raw_os_error() {
+            Some(libc::ENOSYS) if filtered => {
+                "io_uring_setup is blocked by this process's seccomp filter (containers often do this; \
+                 allow io_uring_setup/io_uring_enter/io_uring_register, or use --backend epoll)"
+                    .to_string()
+            }
+            Some(libc::ENOSYS) => format!(
+                "the kernel ({}) has no io_uring (Linux 5.1+ needed; ringlet wants 5.10+)",
+                self.kernel
+            ),
+            Some(libc::EPERM) if disabled == Some("2") => {
+                "io_uring is disabled system-wide by the sysctl kernel.io_uring_disabled=2".into()
+            }
+            Some(libc::EPERM) if disabled == Some("1") => {
+                "kernel.io_uring_disabled=1 allows io_uring only to the group in kernel.io_uring_group"
+                    .into()
+            }
+            Some(libc::EPERM) if filtered => {
+                "io_uring_setup is refused by this process's seccomp filter (containers often do this; \
+                 allow it, or use --backend epoll)"
+                    .into()
+            }
+            Some(libc::EPERM) => "io_uring_setup was refused (EPERM): a security policy forbids it".into(),
+            Some(libc::ENOMEM) => {
+                "not enough locked memory for a ring: raise RLIMIT_MEMLOCK (ulimit -l, LimitMEMLOCK=)".into()
+            }
+            _ => "io_uring_setup failed unexpectedly".into(),
+        };
+        Some(format!("io_uring is unavailable here: {why} ({e})"))
+    }
+}
+
+fn parse_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn probe_setup_flags() -> Vec<(&'static str, bool)> {
+    let try_build = |f: &dyn Fn(&mut io_uring::Builder)| {
+        let mut b = IoUring::builder();
+        f(&mut b);
+        b.build(4).is_ok()
+    };
+    vec![
+        (
+            "SINGLE_ISSUER",
+            try_build(&|b| {
+                b.setup_single_issuer();
+            }),
+        ),
+        (
+            "COOP_TASKRUN",
+            try_build(&|b| {
+                b.setup_coop_taskrun();
+            }),
+        ),
+        (
+            "DEFER_TASKRUN",
+            try_build(&|b| {
+                b.setup_single_issuer().setup_defer_taskrun();
+            }),
+        ),
+        (
+            "SUBMIT_ALL",
+            try_build(&|b| {
+                b.setup_submit_all();
+            }),
+        ),
+    ]
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn kib(v: Option<u64>) -> String {
+    v.map_or("unlimited".into(), |b| format!("{} KiB", b >> 10))
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "kernel:              {}", self.kernel)?;
+        writeln!(
+            f,
+            "io_uring_disabled:   {}",
+            self.io_uring_disabled
+                .as_deref()
+                .unwrap_or("(no such sysctl: kernel older than 6.6)")
+        )?;
+        writeln!(
+            f,
+            "seccomp mode:        {}",
+            match self.seccomp.as_deref() {
+                Some("0") => "0 (none)",
+                Some("1") => "1 (strict)",
+                Some("2") => "2 (filter)",
+                Some(other) => other,
+                None => "unknown",
+            }
+        )?;
+        match &self.setup {
+            Ok(()) => writeln!(f, "io_uring_setup:      allowed")?,
+            Err(e) => writeln!(f, "io_uring_setup:      refused: {e}")?,
+        }
+        if !self.opcodes.is_empty() {
+            let list: Vec<String> = self
+                .opcodes
+                .iter()
+                .map(|(n, ok)| format!("{n}={}", yes(*ok)))
+                .collect();
+            writeln!(f, "opcodes:             {}", list.join(" "))?;
+        }
+        if !self.setup_flags.is_empty() {
+            let list: Vec<String> = self
+                .setup_flags
+                .iter()
+                .map(|(n, ok)| format!("{n}={}", yes(*ok)))
+                .collect();
+            writeln!(f, "setup flags:         {}", list.join(" "))?;
+        }
+        if let Some((major, minor)) = self.version {
+            let at_least = |a, b| (major, minor) >= (a, b);
+            writeln!(
+                f,
+                "by kernel version:   multishot accept={} buffer rings={} multishot recv={}",
+                yes(at_least(5, 19)),
+                yes(at_least(5, 19)),
+                yes(at_least(6, 0))
+            )?;
+        }
+        let (soft, hard) = self.memlock;
+        writeln!(
+            f,
+            "RLIMIT_MEMLOCK:      soft {} hard {} (glommio wants 10240 KiB per shard for registered buffers; \
+             a shard gets less, with a warning, when it is lower)",
+            kib(soft),
+            kib(hard)
+        )?;
+        writeln!(
+            f,
+            "CPUs allowed:        {} ({} shards by default)",
+            crate::server::placement::list(&self.cpus),
+            self.cpus.len()
+        )?;
+        match self.why_not() {
+            None => writeln!(f, "verdict:             the uring backend can start"),
+            Some(why) => writeln!(f, "verdict:             {why}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kernel_versions() {
+        assert_eq!(parse_version("6.18.44-fc-v669"), Some((6, 18)));
+        assert_eq!(parse_version("5.10.0-21-amd64"), Some((5, 10)));
+        assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn explains_a_seccomp_refusal() {
+        let mut r = Report::gather();
+        r.setup = Err(io::Error::from_raw_os_error(libc::ENOSYS));
+        r.seccomp = Some("2".into());
+        let why = r.why_not().unwrap();
+        assert!(why.contains("seccomp filter"), "{why}");
+        r.setup = Ok(());
+        assert!(r.why_not().is_none());
+    }
+}

@@ -1,0 +1,86 @@
+//! What passes between the supervising thread and a shard, for any backend.
+//!
+//! A shard gets a [`ShardSpec`] (its CPU, its listeners, a control socket, the
+//! event channel) and runs on a thread named `ringlet-shard-N`. The main
+//! thread writes single bytes to the control socket ([`STOP`]); the shard
+//! reports [`Event`]s back, and [`ExitGuard`] reports its exit however the
+//! thread ends, panics included. Nothing here knows glommio or tokio.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::mpsc::Sender;
+
+use super::isolate;
+
+/// Control byte: stop accepting and end the shard.
+pub(crate) const STOP: u8 = b'S';
+/// Control byte: panic outside any connection (fault injection for tests).
+pub(crate) const PANIC: u8 = b'P';
+
+/// What shards tell the supervising thread.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Ready { shard: usize },
+    StartFailed { shard: usize, reason: String },
+    Exited { shard: usize, panic: Option<String> },
+    StopRequested,
+}
+
+/// One service's listener on one shard.
+pub(crate) struct ShardListener<H> {
+    pub service: String,
+    pub handler: H,
+    pub fd: OwnedFd,
+}
+
+/// What a shard needs, moved onto its thread. `H` is the backend's handler.
+pub(crate) struct ShardSpec<H> {
+    pub id: usize,
+    pub cpu: usize,
+    pub max_conns: usize,
+    pub listeners: Vec<ShardListener<H>>,
+    pub control: OwnedFd,
+    pub events: Sender<Event>,
+}
+
+/// Sends `Exited` however the shard's thread ends, panics included.
+struct ExitGuard {
+    id: usize,
+    events: Sender<Event>,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let panic = std::thread::panicking().then(|| isolate::take_last_panic(None));
+        let _ = self.events.send(Event::Exited {
+            shard: self.id,
+            panic,
+        });
+    }
+}
+
+/// Run `body` on a new shard thread, with the exit guard in place.
+pub(crate) fn spawn_thread<H: Send + 'static>(
+    spec: ShardSpec<H>,
+    body: impl FnOnce(ShardSpec<H>) + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("{}{}", isolate::SHARD_THREAD_PREFIX, spec.id))
+        .spawn(move || {
+            let _guard = ExitGuard {
+                id: spec.id,
+                events: spec.events.clone(),
+            };
+            body(spec);
+        })
+}
+
+/// What a control byte asks of the shard; `None` for an unknown byte.
+pub(crate) fn on_control(shard: usize, read: io::Result<usize>, byte: u8) -> Option<()> {
+    match read {
+        Ok(1) if byte == PANIC => panic!("shard {shard} asked to panic (fault injection)"),
+        Ok(1) if byte != STOP => None,
+        // STOP, the main thread's end closed, or an error: stop.
+        _ => Some(()),
+    }
+}
