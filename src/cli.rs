@@ -33,6 +33,104 @@ pub enum Command {
     /// and setup flags ringlet would use, RLIMIT_MEMLOCK and the CPUs the
     /// process may use. Exit status 0 when the uring backend can start, 1 when not.
     Probe,
+
+    /// Load generator: drive an echo or file server and verify every byte.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+/// `ringlet bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// N connections send messages and check every echoed byte.
+    ///
+    /// Ping-pong by default (one message in flight per connection). Each
+    /// message ends in a newline and has no other, so line-mode servers
+    /// answer it at once. Reports messages/s, MB/s and latency percentiles.
+    Echo(BenchEcho),
+    /// Fetch one file again and again over framed keep-alive connections.
+    ///
+    /// The server must run with --file-header. Every answer's length and
+    /// CRC-32 are checked against --expect, or else against the first answer.
+    File(BenchFile),
+    /// Turn the JSON lines of scripts/bench-vs-epoll.sh into a table and chart.
+    Report(BenchReport),
+}
+
+/// Options every load generator shares.
+#[derive(Debug, Args)]
+pub struct BenchCommon {
+    /// Server address.
+    #[arg(long, value_name = "ADDR")]
+    pub addr: SocketAddr,
+    /// Concurrent connections.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub conns: usize,
+    /// How long to run, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub duration: f64,
+    /// Client threads [default: every CPU this process may run on].
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// Pin client thread i to the i-th CPU this process may run on (use with
+    /// taskset to keep the client off the server's CPUs).
+    #[arg(long)]
+    pub pin: bool,
+    /// Print the result as one JSON object (and no progress line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ringlet bench echo` options.
+#[derive(Debug, Args)]
+pub struct BenchEcho {
+    #[command(flatten)]
+    pub common: BenchCommon,
+    /// Bytes per message, final newline included.
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    pub size: usize,
+    /// Messages in flight per connection (1 = ping-pong).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub pipeline: usize,
+    /// Cap the total rate at R messages/s, paced per connection; latency is
+    /// then measured from each message's scheduled time (no coordinated
+    /// omission). With --rate and no --pipeline, sends never wait for answers.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+}
+
+/// `ringlet bench file` options.
+#[derive(Debug, Args)]
+pub struct BenchFile {
+    #[command(flatten)]
+    pub common: BenchCommon,
+    /// Request path, as the server resolves it beneath its root.
+    #[arg(long, value_name = "P")]
+    pub path: String,
+    /// Local copy of the file to check answers against.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+    /// Evict this local file from the page cache before every request, so
+    /// the server reads it cold (the same file the server serves).
+    #[arg(long, value_name = "FILE")]
+    pub evict: Option<PathBuf>,
+}
+
+/// `ringlet bench report` options.
+#[derive(Debug, Args)]
+pub struct BenchReport {
+    /// JSON-lines results written by scripts/bench-vs-epoll.sh.
+    #[arg(value_name = "RESULTS.jsonl")]
+    pub input: PathBuf,
+    /// The server whose ratios are reported.
+    #[arg(long, default_value = "uring")]
+    pub subject: String,
+    /// The server it is compared against.
+    #[arg(long, default_value = "epoll")]
+    pub baseline: String,
+    /// Write the chart here (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
 }
 
 /// `ringlet serve` options. A flag given twice takes its last value.

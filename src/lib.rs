@@ -43,6 +43,7 @@
 //! The two servers of the article ship ready-made: [`proto::echo::Echo`] and
 //! [`proto::file::FileServer`]; `ringlet serve` runs them.
 
+pub mod bench;
 pub mod epoll;
 pub mod io;
 pub mod probe;

@@ -224,8 +224,9 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// Deterministic pseudo-random bytes (xorshift), for content checks.
+/// Distinct seeds give distinct streams.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(2).wrapping_add(1); // odd, never zero, one per seed
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         x ^= x << 13;

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# bench-vs-epoll.sh — ringlet's io_uring backend against its epoll backend
+# (and any other echo server you add), side by side, on this machine.
+#
+# The server runs pinned to the first half of the CPUs this shell may use, the
+# load generator (`ringlet bench`) to the other half. Every case runs against
+# every server in turn, round after round (A B A B ...), so drift hits all
+# servers alike. For each run it records the load generator's verified figures
+# and the server's CPU seconds (utime+stime from /proc/PID/stat), then prints
+# one markdown table (medians, min–max, ratios, and a verdict that calls a
+# difference real only when every round agrees), and writes the raw results
+# (JSON lines) and a chart (SVG).
+#
+# Usage: scripts/bench-vs-epoll.sh [--quick] [--rounds N] [--duration S]
+#            [--server NAME='CMD {port}']... [--out DIR]
+#   --quick         fewer cases, 1 round, 1 s runs (about 1 minute)
+#   --rounds N      rounds per case (default 3; 1 with --quick)
+#   --duration S    seconds per run (default 4; 1 with --quick)
+#   --server N='C'  also run echo cases against command C, with {port}
+#                   replaced by the port it must listen on (line echo server)
+#   --out DIR       where results go (default bench-results/DATE)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0 rounds="" duration="" out="" extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --rounds) rounds="$2"; shift ;;
+    --duration) duration="$2"; shift ;;
+    --server) extra+=("$2"); shift ;;
+    --out) out="$2"; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$quick" = 1 ]; then rounds=${rounds:-1}; duration=${duration:-1}; else rounds=${rounds:-3}; duration=${duration:-4}; fi
+out=${out:-bench-results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+raw="$out/raw.jsonl"; : > "$raw"
+
+echo "== building release" >&2
+cargo build --release --quiet
+bin=target/release/ringlet
+
+# CPU halves: server first, client second.
+mapfile -t cpus < <(python3 -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))' 2>/dev/null || seq 0 $(( $(nproc) - 1 )))
+n=${#cpus[@]}
+if [ "$n" -lt 2 ]; then echo "need at least 2 CPUs to keep server and client apart" >&2; exit 1; fi
+half=$(( n / 2 ))
+server_cpus=$(IFS=,; echo "${cpus[*]:0:$half}")
+client_cpus=$(IFS=,; echo "${cpus[*]:$half}")
+client_threads=$(( n - half ))
+clk=$(getconf CLK_TCK)
+
+# Data for the file cases.
+data=$(mktemp -d "${TMPDIR:-/var/tmp}/ringlet-bench.XXXXXX")
+big_mib=$([ "$quick" = 1 ] && echo 128 || echo 1024)
+head -c 4096 /dev/urandom > "$data/small.bin"
+head -c $(( big_mib << 20 )) /dev/urandom > "$data/big.bin"
+head -c $(( 256 << 20 )) /dev/urandom > "$data/cold.bin"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$data"; }
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2; return 1
+}
+
+# servers: name, pid, echo port, file port ("" when it has no file server)
+names=() spids=() eports=() fports=()
+start_ringlet() { # NAME BACKEND ECHO_PORT FILE_PORT
+  taskset -c "$server_cpus" "$bin" serve --backend "$2" --cores "$half" \
+    --echo "127.0.0.1:$3" --file "127.0.0.1:$4" --file-header --root "$data" \
+    2> "$out/server-$1.log" &
+  local pid=$!; pids+=("$pid")
+  wait_port "$3"; wait_port "$4"
+  names+=("$1"); spids+=("$pid"); eports+=("$3"); fports+=("$4")
+}
+start_ringlet uring uring 17100 17101
+start_ringlet epoll epoll 17200 17201
+port=17300
+for spec in "${extra[@]}"; do
+  name=${spec%%=*}; cmd=${spec#*=}
+  cmd=${cmd//\{port\}/$port}
+  taskset -c "$server_cpus" bash -c "exec $cmd" > "$out/server-$name.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  wait_port "$port"
+  names+=("$name"); spids+=("$pid"); eports+=("$port"); fports+=("")
+  port=$(( port + 1 ))
+done
+
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+bench() { taskset -c "$client_cpus" "$bin" bench "$@" --threads "$client_threads" --pin --duration "$duration" --json; }
+
+# run_case NAME KIND ARGS... — KIND echo|file|mixed; {E}/{F} are the ports.
+run_case() {
+  local case=$1 kind=$2; shift 2
+  for i in "${!names[@]}"; do
+    local name=${names[$i]} pid=${spids[$i]} e=${eports[$i]} f=${fports[$i]}
+    if [ "$kind" != echo ] && [ -z "$f" ]; then continue; fi
+    local args=("${@//\{E\}/$e}"); args=("${args[@]//\{F\}/$f}")
+    local before after result
+    before=$(cpu_ticks "$pid")
+    if [ "$kind" = mixed ]; then
+      # Cold file streams beside the measured echo traffic.
+      bench file --addr "127.0.0.1:$f" --path /cold.bin --evict "$data/cold.bin" --conns 4 > /dev/null &
+      local streamer=$!
+      result=$(bench "${args[@]}")
+      wait "$streamer" || true
+    else
+      result=$(bench "${args[@]}")
+    fi
+    after=$(cpu_ticks "$pid")
+    local cpu; cpu=$(awk -v t=$(( after - before )) -v c="$clk" 'BEGIN { printf "%.4f", t / c }')
+    printf '{"case":"%s","server":"%s","round":%d,"server_cpu_s":%s,"outcome":%s}\n' \
+      "$case" "$name" "$round" "$cpu" "$result" >> "$raw"
+    echo "   $case / $name: $(echo "$result" | sed 's/.*"per_second":\([0-9.]*\).*"latency_us":{"p50":[0-9]*,"p99":\([0-9]*\).*"errors":\([0-9]*\).*/\1 per s, p99 \2 us, errors \3/') , server CPU ${cpu}s" >&2
+  done
+}
+
+echo "== $rounds round(s) of ${duration}s runs; server on CPUs $server_cpus, client on $client_cpus; servers: ${names[*]}" >&2
+started=$(date +%s)
+for round in $(seq 0 $(( rounds - 1 ))); do
+  echo "== round $round" >&2
+  if [ "$quick" = 1 ]; then pp_conns="1 50 1000"; sizes="64"; else pp_conns="1 50 300 1000"; sizes="64 1024"; fi
+  for size in $sizes; do
+    for c in $pp_conns; do
+      run_case "echo ping-pong ${size} B, $c conn$([ "$c" = 1 ] || echo s)" echo echo --addr '127.0.0.1:{E}' --conns "$c" --size "$size"
+    done
+  done
+  stream_conns=$([ "$quick" = 1 ] && echo "100" || echo "1 100")
+  for c in $stream_conns; do
+    run_case "echo streaming 1 KiB, $c conn$([ "$c" = 1 ] || echo s) (pipeline 32)" echo echo --addr '127.0.0.1:{E}' --conns "$c" --size 1024 --pipeline 32
+  done
+  rate_cases=$([ "$quick" = 1 ] && echo "64:50" || echo "64:50 64:1000 1024:300")
+  for rc in $rate_cases; do
+    size=${rc%%:*}; c=${rc##*:}
+    run_case "echo ${size} B at 20k msg/s, $c conns" echo echo --addr '127.0.0.1:{E}' --conns "$c" --size "$size" --rate 20000
+  done
+  run_case "file 4 KiB, 100 conns" file file --addr '127.0.0.1:{F}' --path /small.bin --expect "$data/small.bin" --conns 100
+  cat "$data/big.bin" > /dev/null   # warm
+  run_case "file ${big_mib} MiB warm, 1 stream" file file --addr '127.0.0.1:{F}' --path /big.bin --expect "$data/big.bin" --conns 1
+  run_case "echo 64 B at 2k msg/s beside 4 cold file streams" mixed echo --addr '127.0.0.1:{E}' --conns 10 --size 64 --rate 2000
+done
+echo "== done in $(( $(date +%s) - started )) s" >&2
+
+{
+  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) --rounds $rounds --duration $duration"
+  echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r); server on CPUs $server_cpus, client on $client_cpus"
+  echo
+  "$bin" bench report "$raw" --chart "$out/chart.svg"
+} > "$out/table.md"
+cat "$out/table.md"
+echo "raw results: $raw; table: $out/table.md; chart: $out/chart.svg" >&2

@@ -1,0 +1,185 @@
+//! `ringlet bench` drives real servers, verifies every byte, and catches a
+//! server that gets bytes wrong; `bench report` turns runs into a table.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+
+use common::{Ringlet, pattern};
+
+fn bench(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringlet"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run ringlet bench");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn echo_modes(backend: &str) {
+    let server = Ringlet::serve(backend, &["--file", "off"]);
+    let addr = server.echo().to_string();
+    for extra in [&[][..], &["--pipeline", "8"], &["--rate", "2000"]] {
+        let mut args = vec![
+            "echo",
+            "--addr",
+            &addr,
+            "--conns",
+            "20",
+            "--size",
+            "100",
+            "--duration",
+            "0.5",
+            "--threads",
+            "2",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = bench(&args);
+        assert_eq!(code, Some(0), "{extra:?}: {err}");
+        let v = json(&out);
+        assert_eq!(v["errors"], 0, "{extra:?}: {out}");
+        assert!(v["messages"].as_u64().unwrap() > 100, "{extra:?}: {out}");
+        assert_eq!(
+            v["bytes"].as_u64().unwrap(),
+            v["messages"].as_u64().unwrap() * 100
+        );
+        assert!(v["latency_us"]["p99"].as_u64().unwrap() > 0);
+    }
+}
+
+fn file_checks_length_and_content(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(300_000, 4);
+    std::fs::write(dir.path().join("f.bin"), &data).unwrap();
+    let server = Ringlet::serve(
+        backend,
+        &[
+            "--echo",
+            "off",
+            "--file-header",
+            "--root",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let addr = server.file().to_string();
+    let local = dir.path().join("f.bin");
+    let (code, out, err) = bench(&[
+        "file",
+        "--addr",
+        &addr,
+        "--path",
+        "/f.bin",
+        "--expect",
+        local.to_str().unwrap(),
+        "--conns",
+        "4",
+        "--duration",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v = json(&out);
+    assert_eq!(v["errors"], 0, "{out}");
+    let n = v["messages"].as_u64().unwrap();
+    assert!(
+        n > 0 && v["bytes"].as_u64().unwrap() == n * 300_000,
+        "{out}"
+    );
+
+    // A different local copy: every answer is reported as wrong.
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, pattern(300_000, 6)).unwrap();
+    let (code, _, err) = bench(&[
+        "file",
+        "--addr",
+        &addr,
+        "--path",
+        "/f.bin",
+        "--expect",
+        other.to_str().unwrap(),
+        "--conns",
+        "1",
+        "--duration",
+        "0.3",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("differs from the reference"), "{err}");
+}
+
+on_both_backends!(echo_modes, file_checks_length_and_content);
+
+/// A server that echoes one wrong byte now and then is caught.
+#[test]
+fn a_corrupting_server_is_caught() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten().take(4) {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut total = 0usize;
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
+                    if total > 2000 {
+                        buf[0] ^= 0x20; // one flipped bit, after a while
+                    }
+                    if s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let (code, out, err) = bench(&["echo", "--addr", &addr, "--conns", "1", "--duration", "1"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("echo differs at byte"), "{out}");
+    assert!(err.contains("bytes did not check out"), "{err}");
+}
+
+#[test]
+fn report_makes_a_table_and_a_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw.jsonl");
+    let mut lines = String::new();
+    for round in 0..3 {
+        for (server, rate, cpu) in [("uring", 1200.0, 0.5), ("epoll", 1000.0, 1.0)] {
+            lines.push_str(&format!(
+                "{{\"case\":\"echo 64 B\",\"server\":\"{server}\",\"round\":{round},\"server_cpu_s\":{cpu},\
+                 \"outcome\":{{\"messages\":100000,\"per_second\":{rate},\"mb_per_second\":0.1,\
+                 \"latency_us\":{{\"p50\":10,\"p99\":50,\"p999\":90,\"max\":100}},\"errors\":0}}}}\n"
+            ));
+        }
+    }
+    std::fs::write(&raw, lines).unwrap();
+    let chart = dir.path().join("chart.svg");
+    let (code, out, err) = bench(&[
+        "report",
+        raw.to_str().unwrap(),
+        "--chart",
+        chart.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("| echo 64 B | **uring/epoll** | **1.20×** (uring better in every round)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("**0.50×** (uring better in every round)"),
+        "{out}"
+    );
+    assert!(std::fs::read_to_string(chart).unwrap().contains("<svg"));
+}
