@@ -20,6 +20,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the echo and file servers until SIGINT or SIGTERM.
     ///
+    /// Under systemd (Type=notify) it reports READY=1, STATUS= and STOPPING=1,
+    /// feeds the watchdog while every shard turns, and serves the sockets
+    /// passed by socket activation (FileDescriptorName=echo / file) instead of
+    /// binding. SIGHUP is logged and ignored.
+    ///
     /// One shard (a glommio executor pinned to one CPU, with its own
     /// SO_REUSEPORT listener per service) runs on each CPU the process may use.
     /// A failing or panicking connection ends alone; if a whole shard dies the
@@ -169,6 +174,13 @@ pub struct Serve {
     #[arg(long)]
     pub file_header: bool,
 
+    /// On SIGTERM/SIGINT, stop accepting and give live connections this many
+    /// seconds to finish (a file stream in progress completes) before closing
+    /// the rest. A second signal stops at once.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0,
+          value_parser = parse_seconds)]
+    pub shutdown_timeout: f64,
+
     /// I/O backend. `uring`: glommio shards on io_uring (refuses to start, with
     /// the reason, where io_uring is blocked). `epoll`: tokio shards on epoll,
     /// sendfile for files: the baseline. `auto`: uring when it works here,
@@ -187,6 +199,13 @@ pub struct Serve {
     /// retry. Nothing is refused or reset. [default: no limit]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_conns: Option<u64>,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err("expected seconds between 0 and 86400".into()),
+    }
 }
 
 /// A listen address, or `off`.

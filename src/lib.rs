@@ -49,6 +49,7 @@ pub mod io;
 pub mod probe;
 pub mod proto;
 pub mod server;
+pub mod systemd;
 
 pub use io::{Buf, Connection};
 pub use proto::Protocol;

@@ -196,7 +196,7 @@ impl fmt::Display for Report {
             "io_uring_disabled:   {}",
             self.io_uring_disabled
                 .as_deref()
-                .unwrap_or("(no such sysctl: kernel older than 6.6)")
+                .unwrap_or("(not readable: no such sysctl before Linux 6.6, or /proc/sys hidden)")
         )?;
         writeln!(
             f,

@@ -45,7 +45,8 @@ fn sigterm_and_sigint_exit_zero() {
     ] {
         let mut server = Ringlet::serve(backend, &[]);
         assert_eq!(server.signal_and_wait(sig), Some(0));
-        server.wait_for_log(&["stopping"]);
+        server.wait_for_log(&["draining: no new connections"]);
+        server.wait_for_log(&["stopped"]);
     }
 }
 

@@ -83,6 +83,7 @@ fn a_panic_ends_only_its_own_connection(backend: &str) {
         let mut c = connect(addr);
         ping(&mut c, "new\n");
     }
+    drop(a); // nothing left to drain
     server.stop().expect("clean stop after a handled panic");
 }
 
@@ -100,6 +101,7 @@ fn a_busy_handler_that_yields_does_not_starve_its_neighbour(backend: &str) {
         started.elapsed()
     );
     assert_eq!(read_exact(&mut busy, 5), b"spin\n");
+    drop((busy, other)); // nothing left to drain
     server.stop().unwrap();
 }
 

@@ -8,12 +8,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::io::{Buf, Connection, full_buffer_error};
 use crate::proto::root::RegularFile;
+use crate::server::monitor::ShardStats;
 
 /// Most bytes one `sendfile` call may move before the task yields
 /// (nginx's `sendfile_max_chunk` default).
@@ -23,12 +25,17 @@ pub const SENDFILE_CHUNK: usize = 2 << 20;
 pub struct EpollConn {
     stream: TcpStream,
     peer: SocketAddr,
+    stats: Arc<ShardStats>,
 }
 
 impl EpollConn {
-    /// Wrap an accepted stream.
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> EpollConn {
-        EpollConn { stream, peer }
+    /// Wrap an accepted stream; bytes are counted in its shard's `stats`.
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, stats: Arc<ShardStats>) -> EpollConn {
+        EpollConn {
+            stream,
+            peer,
+            stats,
+        }
     }
 }
 
@@ -44,12 +51,16 @@ impl Connection for EpollConn {
         let res = self.stream.read(buf.spare_mut()).await;
         if let Ok(n) = res {
             buf.advance(n);
+            self.stats.received(n);
         }
         (res, buf)
     }
 
     async fn write_prefix(&mut self, buf: Buf, len: usize) -> (io::Result<()>, Buf) {
         let res = self.stream.write_all(&buf.filled()[..len]).await;
+        if res.is_ok() {
+            self.stats.sent(len as u64);
+        }
         (res, buf)
     }
 
@@ -65,7 +76,10 @@ impl Connection for EpollConn {
             });
             match sent {
                 Ok(0) => break, // the file ended early: it shrank
-                Ok(_) => tokio::task::coop::consume_budget().await,
+                Ok(n) => {
+                    self.stats.sent(n as u64);
+                    tokio::task::coop::consume_budget().await;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }

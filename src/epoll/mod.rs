@@ -13,10 +13,12 @@ use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, UnixStream};
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::server::admit::Backoff;
 use crate::server::control::{self, Event, ShardSpec};
+use crate::server::monitor::ShardStats;
 use crate::server::{Handler, isolate};
 
 mod conn;
@@ -53,16 +55,16 @@ fn pin_to(cpu: usize) -> Result<(), String> {
 
 async fn run(spec: ShardSpec<Handler<EpollConn>>) {
     let admit = Arc::new(Semaphore::new(spec.max_conns.min(Semaphore::MAX_PERMITS)));
+    let tracker = TaskTracker::new();
+    tokio::task::spawn_local(control::heartbeat(
+        spec.stats.clone(),
+        spec.started,
+        tokio::time::sleep,
+    ));
+    let mut accepting = Vec::new();
     for l in spec.listeners {
-        match adopt_listener(l.fd) {
-            Ok(listener) => {
-                tokio::task::spawn_local(accept_loop(
-                    l.service,
-                    l.handler,
-                    listener,
-                    admit.clone(),
-                ));
-            }
+        let listener = match adopt_listener(l.fd) {
+            Ok(listener) => listener,
             Err(e) => {
                 let _ = spec.events.send(Event::StartFailed {
                     shard: spec.id,
@@ -70,7 +72,16 @@ async fn run(spec: ShardSpec<Handler<EpollConn>>) {
                 });
                 return;
             }
-        }
+        };
+        let shard = Shard {
+            id: spec.id,
+            admit: admit.clone(),
+            tracker: tracker.clone(),
+            stats: spec.stats.clone(),
+        };
+        accepting.push(tokio::task::spawn_local(accept_loop(
+            l.service, l.handler, listener, shard,
+        )));
     }
     let control = match adopt_control(spec.control) {
         Ok(control) => control,
@@ -84,8 +95,21 @@ async fn run(spec: ShardSpec<Handler<EpollConn>>) {
     };
     let _ = spec.events.send(Event::Ready { shard: spec.id });
     control_loop(spec.id, control).await;
-    debug!(shard = spec.id, "stopping");
-    admit.close();
+    // Stop accepting: aborting the loops closes this shard's listeners.
+    for task in accepting {
+        task.abort();
+        let _ = task.await;
+    }
+    debug!(shard = spec.id, "stopped accepting");
+    control::drain(spec.id, &tracker, spec.drain, tokio::time::sleep).await;
+}
+
+/// What every accept loop of one shard shares.
+struct Shard {
+    id: usize,
+    admit: Arc<Semaphore>,
+    tracker: TaskTracker,
+    stats: Arc<ShardStats>,
 }
 
 fn adopt_listener(fd: OwnedFd) -> io::Result<TcpListener> {
@@ -113,12 +137,12 @@ async fn accept_loop(
     service: String,
     handler: Handler<EpollConn>,
     listener: TcpListener,
-    admit: Arc<Semaphore>,
+    shard: Shard,
 ) {
     let mut backoff = Backoff::new();
     loop {
         // Wait for room before accepting: connection N+1 waits in the backlog.
-        let Ok(permit) = admit.clone().acquire_owned().await else {
+        let Ok(permit) = shard.admit.clone().acquire_owned().await else {
             return; // closed: the shard is stopping
         };
         let (stream, peer) = match listener.accept().await {
@@ -134,11 +158,11 @@ async fn accept_loop(
         };
         backoff.reset();
         let _ = stream.set_nodelay(true);
-        debug!("{service}: accepted {peer}");
-        let work = handler(EpollConn::new(stream, peer));
-        let name = service.clone();
-        tokio::task::spawn_local(async move {
-            isolate::run(&name, peer, work).await;
+        debug!("{service}: shard {} accepted {peer}", shard.id);
+        let work = handler(EpollConn::new(stream, peer, shard.stats.clone()));
+        let (name, stats) = (service.clone(), shard.stats.clone());
+        shard.tracker.spawn_local(async move {
+            isolate::run(&name, peer, &stats, work).await;
             drop(permit);
         });
     }

@@ -10,12 +10,14 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::Arc;
 
 use futures_lite::future::zip;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::io::{BufferedFile, ReadResult};
 use glommio::net::TcpStream;
 
+use super::monitor::ShardStats;
 use crate::io::{Buf, Connection, full_buffer_error};
 use crate::proto::root::RegularFile;
 
@@ -29,12 +31,17 @@ pub const FILE_CHUNK: usize = 128 * 1024;
 pub struct GlommioConn {
     stream: TcpStream,
     peer: SocketAddr,
+    stats: Arc<ShardStats>,
 }
 
 impl GlommioConn {
-    /// Wrap an accepted stream.
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> GlommioConn {
-        GlommioConn { stream, peer }
+    /// Wrap an accepted stream; bytes are counted in its shard's `stats`.
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, stats: Arc<ShardStats>) -> GlommioConn {
+        GlommioConn {
+            stream,
+            peer,
+            stats,
+        }
     }
 }
 
@@ -50,12 +57,16 @@ impl Connection for GlommioConn {
         let res = self.stream.read(buf.spare_mut()).await;
         if let Ok(n) = res {
             buf.advance(n);
+            self.stats.received(n);
         }
         (res, buf)
     }
 
     async fn write_prefix(&mut self, buf: Buf, len: usize) -> (io::Result<()>, Buf) {
         let res = self.stream.write_all(&buf.filled()[..len]).await;
+        if res.is_ok() {
+            self.stats.sent(len as u64);
+        }
         (res, buf)
     }
 
@@ -75,6 +86,7 @@ impl Connection for GlommioConn {
             )
             .await;
             written?;
+            self.stats.sent(after - sent);
             sent = after;
             next = next_chunk?;
             glommio::yield_if_needed().await;

@@ -6,11 +6,19 @@
 //! reports [`Event`]s back, and [`ExitGuard`] reports its exit however the
 //! thread ends, panics included. Nothing here knows glommio or tokio.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
 use super::isolate;
+use super::monitor::{HEARTBEAT, ShardStats};
 
 /// Control byte: stop accepting and end the shard.
 pub(crate) const STOP: u8 = b'S';
@@ -41,16 +49,24 @@ pub(crate) struct ShardSpec<H> {
     pub listeners: Vec<ShardListener<H>>,
     pub control: OwnedFd,
     pub events: Sender<Event>,
+    /// This shard's counters and heartbeat.
+    pub stats: Arc<ShardStats>,
+    /// When the server started (heartbeats count from here).
+    pub started: Instant,
+    /// How long live connections may run on after a stop.
+    pub drain: Duration,
 }
 
 /// Sends `Exited` however the shard's thread ends, panics included.
 struct ExitGuard {
     id: usize,
     events: Sender<Event>,
+    stats: Arc<ShardStats>,
 }
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
+        self.stats.mark_exited();
         let panic = std::thread::panicking().then(|| isolate::take_last_panic(None));
         let _ = self.events.send(Event::Exited {
             shard: self.id,
@@ -70,6 +86,7 @@ pub(crate) fn spawn_thread<H: Send + 'static>(
             let _guard = ExitGuard {
                 id: spec.id,
                 events: spec.events.clone(),
+                stats: spec.stats.clone(),
             };
             body(spec);
         })
@@ -82,5 +99,50 @@ pub(crate) fn on_control(shard: usize, read: io::Result<usize>, byte: u8) -> Opt
         Ok(1) if byte != STOP => None,
         // STOP, the main thread's end closed, or an error: stop.
         _ => Some(()),
+    }
+}
+
+/// Beat the shard's heartbeat forever; `sleep` is the backend's timer.
+pub(crate) async fn heartbeat<S: Future<Output = ()>>(
+    stats: Arc<ShardStats>,
+    started: Instant,
+    sleep: impl Fn(Duration) -> S,
+) {
+    loop {
+        stats.beat(started.elapsed());
+        sleep(HEARTBEAT).await;
+    }
+}
+
+/// After accepting stopped: let the connections in `tracker` finish, for at
+/// most `limit`; whatever is still open then is dropped by the caller.
+pub(crate) async fn drain<S: Future<Output = ()>>(
+    shard: usize,
+    tracker: &TaskTracker,
+    limit: Duration,
+    sleep: impl Fn(Duration) -> S,
+) {
+    tracker.close();
+    let open = tracker.len();
+    if open == 0 {
+        return;
+    }
+    info!("shard {shard}: stopped accepting; waiting up to {limit:?} for {open} connection(s)");
+    let finished = future::or(
+        async {
+            tracker.wait().await;
+            true
+        },
+        async {
+            sleep(limit).await;
+            false
+        },
+    )
+    .await;
+    if !finished {
+        warn!(
+            "shard {shard}: {} connection(s) still open after {limit:?}: closing them",
+            tracker.len()
+        );
     }
 }

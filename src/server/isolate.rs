@@ -17,6 +17,8 @@ use std::sync::Once;
 use futures_lite::FutureExt as _;
 use tracing::{debug, error, warn};
 
+use super::monitor::ShardStats;
+
 /// Name prefix of shard threads; the hook only handles panics on these.
 pub const SHARD_THREAD_PREFIX: &str = "ringlet-shard-";
 
@@ -68,17 +70,29 @@ fn payload_text(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Run one connection's handler; whatever happens, log one line and return.
-pub async fn run<F>(service: &str, peer: SocketAddr, handler: F)
+/// Run one connection's handler; whatever happens, log one line, count it
+/// in `stats`, and return.
+pub async fn run<F>(service: &str, peer: SocketAddr, stats: &ShardStats, handler: F)
 where
     F: Future<Output = io::Result<()>>,
 {
-    match AssertUnwindSafe(handler).catch_unwind().await {
-        Ok(Ok(())) => debug!("{service}: {peer} disconnected"),
-        Ok(Err(e)) => warn!("{service}: {peer}: connection ended: {e}"),
-        Err(payload) => error!(
-            "{service}: {peer}: handler panicked, connection closed: {}",
-            take_last_panic(Some(payload.as_ref()))
-        ),
-    }
+    stats.connection_opened();
+    let failed = match AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(Ok(())) => {
+            debug!("{service}: {peer} disconnected");
+            false
+        }
+        Ok(Err(e)) => {
+            warn!("{service}: {peer}: connection ended: {e}");
+            true
+        }
+        Err(payload) => {
+            error!(
+                "{service}: {peer}: handler panicked, connection closed: {}",
+                take_last_panic(Some(payload.as_ref()))
+            );
+            true
+        }
+    };
+    stats.connection_closed(failed);
 }

@@ -28,6 +28,34 @@ pub fn bind_shards(addr: SocketAddr, count: usize) -> io::Result<(Vec<OwnedFd>, 
     Ok((fds, actual))
 }
 
+/// Share one listening socket (inherited from systemd) among `count` shards:
+/// each gets a duplicate of the same socket. Checks it is a listening TCP
+/// socket and makes it non-blocking.
+pub fn share(fd: &OwnedFd, count: usize) -> io::Result<(Vec<OwnedFd>, SocketAddr)> {
+    let socket = socket2::SockRef::from(fd);
+    if !socket.is_listener()? {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a listening socket",
+        ));
+    }
+    if socket.r#type()? != Type::STREAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a stream (TCP) socket",
+        ));
+    }
+    socket.set_nonblocking(true)?;
+    let addr = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))?;
+    let fds = (0..count)
+        .map(|_| fd.try_clone())
+        .collect::<io::Result<_>>()?;
+    Ok((fds, addr))
+}
+
 fn bind_one(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),

@@ -38,16 +38,21 @@ pub(crate) mod control;
 pub(crate) mod isolate;
 mod limits;
 mod listener;
+pub mod monitor;
 pub mod placement;
 mod shard;
 
 pub use conn::{FILE_CHUNK, GlommioConn};
 use control::{Event, ShardListener, ShardSpec};
+pub use monitor::{Monitor, Summary};
+
+/// How long live connections may finish after a stop, by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long start-up may take before it is called failed.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long shards get to exit after a stop, before `wait` gives up on them.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shards get to exit after their drain, before `wait` gives up on them.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A protocol, erased to what a shard calls per connection of type `C`.
 pub(crate) type Handler<C> =
@@ -120,9 +125,17 @@ pub enum ServerError {
     Io(#[from] io::Error),
 }
 
+/// Where a service's connections come from.
+enum Source {
+    /// Bind this address, one `SO_REUSEPORT` listener per shard.
+    Bind(SocketAddr),
+    /// A socket already listening (socket activation): every shard accepts on it.
+    Inherited(std::os::fd::OwnedFd),
+}
+
 struct Service {
     name: String,
-    addr: SocketAddr,
+    source: Source,
     uring: Handler<GlommioConn>,
     epoll: Handler<EpollConn>,
 }
@@ -133,6 +146,7 @@ pub struct ServerBuilder {
     cores: Option<usize>,
     max_conns: Option<usize>,
     backend: Backend,
+    shutdown_timeout: Duration,
 }
 
 /// A running server: its addresses, and the means to stop or wait for it.
@@ -143,6 +157,8 @@ pub struct Server {
     events: Receiver<Event>,
     stopper: Stopper,
     threads: Vec<std::thread::JoinHandle<()>>,
+    monitor: Monitor,
+    shutdown_timeout: Duration,
 }
 
 /// Asks a running server to stop, from any thread. Cheap to clone.
@@ -160,7 +176,13 @@ impl Server {
             cores: None,
             max_conns: None,
             backend: Backend::Auto,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
+    }
+
+    /// Live figures of every shard, readable from any thread.
+    pub fn monitor(&self) -> Monitor {
+        self.monitor.clone()
     }
 
     /// The backend actually running (`Uring` or `Epoll`, never `Auto`).
@@ -209,7 +231,7 @@ impl Server {
             match event {
                 Ok(Event::StopRequested) => {
                     stopping = true;
-                    deadline.get_or_insert(Instant::now() + STOP_TIMEOUT);
+                    deadline.get_or_insert(Instant::now() + self.shutdown_timeout + STOP_GRACE);
                 }
                 Ok(Event::Exited { shard, panic }) if !stopping => {
                     let reason = panic.unwrap_or_else(|| "its executor returned".into());
@@ -227,7 +249,7 @@ impl Server {
                 }
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => {
-                    error!("{running} shard(s) did not stop within {STOP_TIMEOUT:?}; leaving them");
+                    error!("{running} shard(s) did not stop in time; leaving them");
                     return Ok(());
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -248,7 +270,8 @@ impl Server {
 }
 
 impl Stopper {
-    /// Ask every shard to stop accepting and end. Returns at once.
+    /// Ask every shard to stop accepting, let live connections finish (up to
+    /// the shutdown timeout), and end. Returns at once.
     pub fn stop(&self) {
         let _ = self.events.send(Event::StopRequested);
         self.send(None, control::STOP);
@@ -268,14 +291,36 @@ impl Stopper {
 impl ServerBuilder {
     /// Serve `protocol` on `addr` under `name` (used in log lines and
     /// [`Server::local_addr`]). Port 0 picks a free port.
-    pub fn service<P: Protocol>(mut self, name: &str, addr: SocketAddr, protocol: P) -> Self {
+    pub fn service<P: Protocol>(self, name: &str, addr: SocketAddr, protocol: P) -> Self {
+        self.add(name, Source::Bind(addr), protocol)
+    }
+
+    /// Serve `protocol` on a socket that is already listening (socket
+    /// activation): every shard accepts on it. It is made non-blocking.
+    pub fn service_on<P: Protocol>(
+        self,
+        name: &str,
+        listener: std::net::TcpListener,
+        protocol: P,
+    ) -> Self {
+        self.add(name, Source::Inherited(listener.into()), protocol)
+    }
+
+    fn add<P: Protocol>(mut self, name: &str, source: Source, protocol: P) -> Self {
         let protocol = Arc::new(protocol);
         self.services.push(Service {
             name: name.to_string(),
-            addr,
+            source,
             uring: erase(protocol.clone()),
             epoll: erase(protocol),
         });
+        self
+    }
+
+    /// How long live connections may finish after a stop before they are
+    /// closed (default [`DEFAULT_SHUTDOWN_TIMEOUT`]).
+    pub fn shutdown_timeout(mut self, limit: Duration) -> Self {
+        self.shutdown_timeout = limit;
         self
     }
 
@@ -314,13 +359,23 @@ impl ServerBuilder {
         let mut epoll: Vec<Vec<ShardListener<Handler<EpollConn>>>> =
             cpus.iter().map(|_| Vec::new()).collect();
         for svc in &self.services {
-            let (fds, actual) = listener::bind_shards(svc.addr, cpus.len()).map_err(|source| {
-                ServerError::Bind {
-                    service: svc.name.clone(),
-                    addr: svc.addr,
-                    source,
+            let (fds, actual) = match &svc.source {
+                Source::Bind(addr) => {
+                    listener::bind_shards(*addr, cpus.len()).map_err(|source| {
+                        ServerError::Bind {
+                            service: svc.name.clone(),
+                            addr: *addr,
+                            source,
+                        }
+                    })?
                 }
-            })?;
+                Source::Inherited(fd) => listener::share(fd, cpus.len()).map_err(|e| {
+                    ServerError::Io(io::Error::new(
+                        e.kind(),
+                        format!("the inherited {} socket: {e}", svc.name),
+                    ))
+                })?,
+            };
             addrs.push((svc.name.clone(), actual));
             for (shard, fd) in fds.into_iter().enumerate() {
                 let service = svc.name.clone();
@@ -345,12 +400,15 @@ impl ServerBuilder {
         };
         let max_conns = self.max_conns.unwrap_or(usize::MAX >> 4);
         let (tx, rx) = mpsc::channel();
+        let monitor = Monitor::new(cpus.len());
         let mut controls = Vec::new();
         let mut threads = Vec::new();
         for (id, (uring, epoll)) in uring.into_iter().zip(epoll).enumerate() {
             let (ours, theirs) = UnixStream::pair()?;
             controls.push(ours);
             let (cpu, control, events) = (cpus[id], theirs.into(), tx.clone());
+            let (stats, started, drain) =
+                (monitor.shard(id), monitor.started(), self.shutdown_timeout);
             threads.push(match backend {
                 Backend::Epoll => epoll::spawn(ShardSpec {
                     id,
@@ -359,6 +417,9 @@ impl ServerBuilder {
                     listeners: epoll,
                     control,
                     events,
+                    stats,
+                    started,
+                    drain,
                 })?,
                 _ => shard::spawn(
                     ShardSpec {
@@ -368,6 +429,9 @@ impl ServerBuilder {
                         listeners: uring,
                         control,
                         events,
+                        stats,
+                        started,
+                        drain,
                     },
                     io_memory,
                 )?,
@@ -384,6 +448,8 @@ impl ServerBuilder {
             events: rx,
             stopper,
             threads,
+            monitor,
+            shutdown_timeout: self.shutdown_timeout,
         };
         server.await_ready()?;
         Ok(server)

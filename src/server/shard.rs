@@ -10,17 +10,20 @@
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::AsyncReadExt;
 use glommio::net::{TcpListener, UnixStream};
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
+use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::admit::Backoff;
 use super::conn::GlommioConn;
 use super::control::{self, Event, ShardSpec};
+use super::monitor::ShardStats;
 use super::{Handler, isolate};
 
 /// glommio's default is 100 ms; a busy connection yields after this long.
@@ -51,11 +54,27 @@ pub(crate) fn spawn(
 
 async fn run(spec: ShardSpec<Handler<GlommioConn>>) {
     let admit = Rc::new(Semaphore::new(spec.max_conns as u64));
+    let tracker = TaskTracker::new();
+    glommio::spawn_local(control::heartbeat(
+        spec.stats.clone(),
+        spec.started,
+        glommio::timer::sleep,
+    ))
+    .detach();
+    let mut accepting = Vec::new();
     for l in spec.listeners {
         // SAFETY: the descriptor is an owned, bound, listening, non-blocking
         // TCP socket; the listener takes it over.
         let listener = unsafe { TcpListener::from_raw_fd(l.fd.into_raw_fd()) };
-        glommio::spawn_local(accept_loop(l.service, l.handler, listener, admit.clone())).detach();
+        let shard = Shard {
+            id: spec.id,
+            admit: admit.clone(),
+            tracker: tracker.clone(),
+            stats: spec.stats.clone(),
+        };
+        accepting.push(glommio::spawn_local(accept_loop(
+            l.service, l.handler, listener, shard,
+        )));
     }
     // SAFETY: an owned, connected Unix stream socket; the stream takes it over.
     let mut control = unsafe { UnixStream::from_raw_fd(spec.control.into_raw_fd()) };
@@ -67,8 +86,20 @@ async fn run(spec: ShardSpec<Handler<GlommioConn>>) {
             break;
         }
     }
-    debug!(shard = spec.id, "stopping");
-    admit.close();
+    // Stop accepting: cancelling the loops closes this shard's listeners.
+    for task in accepting {
+        task.cancel().await;
+    }
+    debug!(shard = spec.id, "stopped accepting");
+    control::drain(spec.id, &tracker, spec.drain, glommio::timer::sleep).await;
+}
+
+/// What every accept loop of one shard shares.
+struct Shard {
+    id: usize,
+    admit: Rc<Semaphore>,
+    tracker: TaskTracker,
+    stats: Arc<ShardStats>,
 }
 
 /// Accept connections for one service until the shard stops.
@@ -76,12 +107,12 @@ async fn accept_loop(
     service: String,
     handler: Handler<GlommioConn>,
     listener: TcpListener,
-    admit: Rc<Semaphore>,
+    shard: Shard,
 ) {
     let mut backoff = Backoff::new();
     loop {
         // Wait for room before accepting: connection N+1 waits in the backlog.
-        let Ok(permit) = admit.acquire_static_permit(1).await else {
+        let Ok(permit) = shard.admit.acquire_static_permit(1).await else {
             return; // closed: the shard is stopping
         };
         let stream = match listener.accept().await {
@@ -100,13 +131,13 @@ async fn accept_loop(
             continue; // gone already
         };
         let _ = stream.set_nodelay(true);
-        debug!("{service}: accepted {peer}");
-        let work = handler(GlommioConn::new(stream, peer));
-        let name = service.clone();
-        glommio::spawn_local(async move {
-            isolate::run(&name, peer, work).await;
+        debug!("{service}: shard {} accepted {peer}", shard.id);
+        let work = handler(GlommioConn::new(stream, peer, shard.stats.clone()));
+        let (name, stats) = (service.clone(), shard.stats.clone());
+        glommio::spawn_local(shard.tracker.track_future(async move {
+            isolate::run(&name, peer, &stats, work).await;
             drop(permit);
-        })
+        }))
         .detach();
     }
 }

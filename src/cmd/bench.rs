@@ -1,0 +1,75 @@
+//! `ringlet bench`: run the load generator or the report, print the result.
+
+use std::io::IsTerminal as _;
+
+use ringlet::server::placement;
+
+use crate::cli::{Bench, BenchCommon};
+
+pub fn bench(b: Bench) -> anyhow::Result<()> {
+    use ringlet::bench::{self, Threads};
+    let threads = |c: &BenchCommon| Threads {
+        count: c
+            .threads
+            .unwrap_or_else(|| placement::allowed_cpus().map_or(1, |c| c.len())),
+        pin: c.pin,
+    };
+    let duration = |c: &BenchCommon| {
+        anyhow::ensure!(
+            c.duration > 0.0 && c.duration < 86_400.0,
+            "--duration must be between 0 and 86400 s"
+        );
+        Ok(std::time::Duration::from_secs_f64(c.duration))
+    };
+    let progress = |c: &BenchCommon| !c.json && std::io::stderr().is_terminal();
+    let outcome = match b {
+        Bench::Echo(e) => bench::echo::run(&bench::echo::EchoConfig {
+            addr: e.common.addr,
+            conns: e.common.conns,
+            size: e.size,
+            duration: duration(&e.common)?,
+            pipeline: e.pipeline.max(if e.rate.is_some() && e.pipeline == 1 {
+                usize::MAX >> 4
+            } else {
+                1
+            }),
+            rate: e.rate,
+            threads: threads(&e.common),
+            progress: progress(&e.common),
+        })
+        .map(|o| (o, e.common.json))?,
+        Bench::File(f) => bench::file::run(&bench::file::FileConfig {
+            addr: f.common.addr,
+            path: f.path.clone(),
+            conns: f.common.conns,
+            duration: duration(&f.common)?,
+            threads: threads(&f.common),
+            progress: progress(&f.common),
+            expect: f.expect.clone(),
+            evict: f.evict.clone(),
+        })
+        .map(|o| (o, f.common.json))?,
+        Bench::Report(r) => {
+            let records = bench::report::read_records(&r.input)?;
+            let (table, ratios) = bench::report::table(&records, &r.subject, &r.baseline);
+            print!("{table}");
+            if let Some(path) = &r.chart {
+                bench::report::chart(&ratios, &r.subject, &r.baseline, path)?;
+                eprintln!("chart written to {}", path.display());
+            }
+            return Ok(());
+        }
+    };
+    let (outcome, json) = outcome;
+    if json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        println!("{outcome}");
+    }
+    anyhow::ensure!(
+        outcome.errors == 0,
+        "{} errors: bytes did not check out",
+        outcome.errors
+    );
+    Ok(())
+}

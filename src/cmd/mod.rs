@@ -1,0 +1,18 @@
+//! The binary's commands, one file each; the library does the work.
+
+pub mod bench;
+pub mod logging;
+pub mod serve;
+
+use std::process::ExitCode;
+
+/// `ringlet probe`: print the report; exit 0 when the uring backend can start.
+pub fn probe() -> ExitCode {
+    let report = ringlet::probe::Report::gather();
+    print!("{report}");
+    if report.uring_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
