@@ -4,15 +4,18 @@
 //! `cargo run --example fileserver`, then `echo -en '/etc/hostname\0' | nc 127.0.0.1 6000`.
 
 use std::io::{Error, ErrorKind};
+use std::time::Duration;
 
 use ringlet::proto::request::{self, Request};
 use ringlet::{Buf, Connection, Protocol, Root, Server};
+
+const TEN_SECONDS: Duration = Duration::from_secs(10); // to send a whole request
 
 struct FileServer(Root);
 
 impl Protocol for FileServer {
     async fn serve<C: Connection>(&self, mut conn: C) -> std::io::Result<()> {
-        let (req, buf) = request::read(&mut conn, Buf::with_capacity(4096)).await;
+        let (req, buf) = request::read(&mut conn, Buf::with_capacity(4096), TEN_SECONDS).await;
         let Request::Path(len) = req? else {
             return Err(Error::new(ErrorKind::InvalidData, "no path ending in NUL"));
         };

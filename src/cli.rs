@@ -60,6 +60,45 @@ pub enum Bench {
     File(BenchFile),
     /// Turn the JSON lines of scripts/bench-vs-epoll.sh into a table and chart.
     Report(BenchReport),
+    /// A long mixed workload with injected faults; every byte still checked.
+    ///
+    /// Echo sessions and framed file sessions (the file server must run with
+    /// --file-header) on N connection slots, with connection resets mid-echo
+    /// and mid-file and slow readers thrown in. Injected faults are counted
+    /// apart; any other error fails the run (exit 1).
+    Soak(BenchSoak),
+}
+
+/// `ringlet bench soak` options.
+#[derive(Debug, Args)]
+pub struct BenchSoak {
+    /// The echo server.
+    #[arg(long, value_name = "ADDR")]
+    pub echo: SocketAddr,
+    /// The file server (framed: --file-header).
+    #[arg(long, value_name = "ADDR")]
+    pub file: SocketAddr,
+    /// Request path of the file to fetch.
+    #[arg(long, value_name = "P")]
+    pub path: String,
+    /// Local copy of that file, to check every answer against.
+    #[arg(long, value_name = "FILE")]
+    pub expect: PathBuf,
+    /// Concurrent connection slots.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub conns: usize,
+    /// How long to run, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    pub duration: f64,
+    /// Client threads [default: every CPU this process may run on].
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// One session in K resets its connection on purpose.
+    #[arg(long, value_name = "K", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reset_every: u64,
+    /// One session in K reads slowly on purpose.
+    #[arg(long, value_name = "K", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..))]
+    pub slow_every: u64,
 }
 
 /// Options every load generator shares.
@@ -181,6 +220,20 @@ pub struct Serve {
           value_parser = parse_seconds)]
     pub shutdown_timeout: f64,
 
+    /// Close a connection that sends nothing for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_positive_seconds)]
+    pub idle_timeout: f64,
+
+    /// A file request must arrive whole within this many seconds of its first
+    /// byte; a client dripping it slowly (slowloris) is cut off.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_positive_seconds)]
+    pub request_timeout: f64,
+
+    /// Close a connection whose client accepts no byte for this many seconds
+    /// (it stopped reading), instead of holding its buffers.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_positive_seconds)]
+    pub write_timeout: f64,
+
     /// I/O backend. `uring`: glommio shards on io_uring (refuses to start, with
     /// the reason, where io_uring is blocked). `epoll`: tokio shards on epoll,
     /// sendfile for files: the baseline. `auto`: uring when it works here,
@@ -205,6 +258,13 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=86_400.0).contains(&v) => Ok(v),
         _ => Err("expected seconds between 0 and 86400".into()),
+    }
+}
+
+fn parse_positive_seconds(s: &str) -> Result<f64, String> {
+    match parse_seconds(s)? {
+        v if v >= 0.001 => Ok(v),
+        _ => Err("must be at least 0.001 seconds".into()),
     }
 }
 

@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use crate::proto::root::RegularFile;
 
@@ -113,10 +114,20 @@ pub trait Connection {
 
     /// Receive into `buf`'s spare room, appending. `Ok(0)` means the client
     /// closed its side. A full buffer is an `InvalidInput` error, never EOF.
+    ///
+    /// Fails with `TimedOut` when nothing arrives within the server's idle
+    /// timeout, or when the read deadline (see
+    /// [`Connection::set_read_deadline`]) passes first.
     fn read(&mut self, buf: Buf) -> impl Future<Output = (io::Result<usize>, Buf)>;
 
+    /// Make reads fail with `TimedOut` once `deadline` passes (`None`: only
+    /// the idle timeout applies). Protocols use it to bound how long a whole
+    /// request may take to arrive, however it is dripped.
+    fn set_read_deadline(&mut self, deadline: Option<Instant>);
+
     /// Send the first `len` filled bytes of `buf`, all of them, then hand the
-    /// buffer back untouched.
+    /// buffer back untouched. Fails with `TimedOut` when the client accepts
+    /// no byte for the server's write timeout (it stopped reading).
     fn write_prefix(&mut self, buf: Buf, len: usize)
     -> impl Future<Output = (io::Result<()>, Buf)>;
 
@@ -138,6 +149,63 @@ pub trait Connection {
     /// had its share. Protocols call it once per message so that a client
     /// that always has data cannot starve its neighbours.
     fn yield_if_needed(&mut self) -> impl Future<Output = ()>;
+}
+
+/// Per-connection time limits, set by the server for every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A read that waits this long for a byte fails: the connection is idle.
+    pub idle: Duration,
+    /// A write that cannot move a byte for this long fails: the client
+    /// stopped reading.
+    pub write: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            idle: Duration::from_secs(60),
+            write: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How long a read may wait now: the idle timeout, cut short by `deadline`.
+/// `None` when the deadline has already passed.
+pub(crate) fn read_limit(idle: Duration, deadline: Option<Instant>) -> Option<(Duration, bool)> {
+    match deadline {
+        None => Some((idle, false)),
+        Some(at) => {
+            let left = at.checked_duration_since(Instant::now())?;
+            if left.is_zero() {
+                None
+            } else if left < idle {
+                Some((left, true))
+            } else {
+                Some((idle, false))
+            }
+        }
+    }
+}
+
+/// The error a read returns when its time is up.
+pub(crate) fn timed_out(idle: Duration, by_deadline: bool) -> io::Error {
+    if by_deadline {
+        io::Error::new(io::ErrorKind::TimedOut, "read deadline passed")
+    } else {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("idle: nothing received for {idle:?}"),
+        )
+    }
+}
+
+/// The error a write returns when the client takes nothing for `limit`.
+pub(crate) fn write_timed_out(limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the client read nothing for {limit:?} (write timeout)"),
+    )
 }
 
 /// The error [`Connection::read`] returns when asked to read into a full buffer.

@@ -117,7 +117,54 @@ fn file_checks_length_and_content(backend: &str) {
     assert!(err.contains("differs from the reference"), "{err}");
 }
 
-on_both_backends!(echo_modes, file_checks_length_and_content);
+fn a_short_soak_loses_nothing(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.bin"), pattern(200_000, 8)).unwrap();
+    let server = Ringlet::serve(
+        backend,
+        &["--file-header", "--root", dir.path().to_str().unwrap()],
+    );
+    let (echo, file) = (server.echo().to_string(), server.file().to_string());
+    let local = dir.path().join("f.bin");
+    let (code, out, err) = bench(&[
+        "soak",
+        "--echo",
+        &echo,
+        "--file",
+        &file,
+        "--path",
+        "/f.bin",
+        "--expect",
+        local.to_str().unwrap(),
+        "--conns",
+        "64",
+        "--duration",
+        "2",
+        "--reset-every",
+        "5",
+        "--slow-every",
+        "4",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let v = json(&out);
+    assert_eq!(v["unexpected_errors"], 0, "{out}");
+    assert!(v["injected_resets"].as_u64().unwrap() > 0, "{out}");
+    assert!(v["slow_sessions"].as_u64().unwrap() > 0, "{out}");
+    assert!(
+        v["echo_bytes"].as_u64().unwrap() > 0 && v["file_bytes"].as_u64().unwrap() > 0,
+        "{out}"
+    );
+    // And the server is still whole.
+    let mut s = common::connect(server.echo());
+    s.write_all(b"after\n").unwrap();
+    assert_eq!(common::read_exact(&mut s, 6), b"after\n");
+}
+
+on_both_backends!(
+    echo_modes,
+    file_checks_length_and_content,
+    a_short_soak_loses_nothing
+);
 
 /// A server that echoes one wrong byte now and then is caught.
 #[test]

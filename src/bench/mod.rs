@@ -8,7 +8,8 @@
 //! stalls by slowing the client down (no coordinated omission).
 //!
 //! Rooms: `echo` and `file` (one connection's loop each), `stats` (counters,
-//! histograms, the report), `report` (tables and charts from many runs).
+//! histograms, the report), `report` (tables and charts from many runs),
+//! `soak` (a long mixed workload with injected faults).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 pub mod echo;
 pub mod file;
 pub mod report;
+pub mod soak;
 pub mod stats;
 
 pub use stats::{Outcome, Totals};

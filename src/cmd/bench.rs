@@ -49,6 +49,36 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
             evict: f.evict.clone(),
         })
         .map(|o| (o, f.common.json))?,
+        Bench::Soak(o) => {
+            anyhow::ensure!(
+                o.duration > 0.0 && o.duration < 86_400.0,
+                "--duration must be between 0 and 86400 s"
+            );
+            let outcome = bench::soak::run(&bench::soak::SoakConfig {
+                echo: o.echo,
+                file: o.file,
+                path: o.path.clone(),
+                expect: o.expect.clone(),
+                conns: o.conns,
+                duration: std::time::Duration::from_secs_f64(o.duration),
+                threads: Threads {
+                    count: o
+                        .threads
+                        .unwrap_or_else(|| placement::allowed_cpus().map_or(1, |c| c.len())),
+                    pin: false,
+                },
+                reset_every: o.reset_every,
+                slow_every: o.slow_every,
+            })?;
+            println!("{}", serde_json::to_string(&outcome)?);
+            anyhow::ensure!(
+                outcome.unexpected_errors == 0,
+                "{} errors that were not injected: {:?}",
+                outcome.unexpected_errors,
+                outcome.error_samples
+            );
+            return Ok(());
+        }
         Bench::Report(r) => {
             let records = bench::report::read_records(&r.input)?;
             let (table, ratios) = bench::report::table(&records, &r.subject, &r.baseline);

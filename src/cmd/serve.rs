@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ringlet::io::Timeouts;
 use ringlet::proto::echo::{Echo, EchoMode};
 use ringlet::proto::file::FileServer;
 use ringlet::server::placement;
@@ -32,11 +33,17 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
         .backend(args.backend.into())
         .cores(args.cores)
         .max_conns(args.max_conns.map(|n| n as usize))
-        .shutdown_timeout(Duration::from_secs_f64(args.shutdown_timeout));
+        .shutdown_timeout(Duration::from_secs_f64(args.shutdown_timeout))
+        .timeouts(Timeouts {
+            idle: Duration::from_secs_f64(args.idle_timeout),
+            write: Duration::from_secs_f64(args.write_timeout),
+        });
     let echo = || Echo::new(mode, args.echo_buffer as usize);
     let files = || -> anyhow::Result<FileServer> {
         let root = Root::open(&args.root).context("--root")?;
-        Ok(FileServer::new(root).framed(args.file_header))
+        Ok(FileServer::new(root)
+            .framed(args.file_header)
+            .request_timeout(Duration::from_secs_f64(args.request_timeout)))
     };
 
     let inherited = systemd::inherited_sockets().map_err(anyhow::Error::msg)?;

@@ -9,11 +9,14 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::io::{Buf, Connection, full_buffer_error};
+use crate::io::{
+    Buf, Connection, Timeouts, full_buffer_error, read_limit, timed_out, write_timed_out,
+};
 use crate::proto::root::RegularFile;
 use crate::server::monitor::ShardStats;
 
@@ -26,15 +29,34 @@ pub struct EpollConn {
     stream: TcpStream,
     peer: SocketAddr,
     stats: Arc<ShardStats>,
+    timeouts: Timeouts,
+    read_deadline: Option<Instant>,
 }
 
 impl EpollConn {
     /// Wrap an accepted stream; bytes are counted in its shard's `stats`.
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, stats: Arc<ShardStats>) -> EpollConn {
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        stats: Arc<ShardStats>,
+        timeouts: Timeouts,
+    ) -> EpollConn {
         EpollConn {
             stream,
             peer,
             stats,
+            timeouts,
+            read_deadline: None,
+        }
+    }
+
+    /// Wait until the socket is writable, for at most the write timeout.
+    /// Timers are only armed here, when a write would block.
+    async fn writable(&self) -> io::Result<()> {
+        let limit = self.timeouts.write;
+        match tokio::time::timeout(limit, self.stream.writable()).await {
+            Ok(ready) => ready,
+            Err(_) => Err(write_timed_out(limit)),
         }
     }
 }
@@ -48,20 +70,46 @@ impl Connection for EpollConn {
         if buf.is_full() {
             return (Err(full_buffer_error()), buf);
         }
-        let res = self.stream.read(buf.spare_mut()).await;
-        if let Ok(n) = res {
-            buf.advance(n);
-            self.stats.received(n);
+        let idle = self.timeouts.idle;
+        loop {
+            match self.stream.try_read(buf.spare_mut()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    self.stats.received(n);
+                    return (Ok(n), buf);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return (Err(e), buf),
+            }
+            // Nothing there: wait for readiness, and only now arm a timer.
+            let Some((limit, by_deadline)) = read_limit(idle, self.read_deadline) else {
+                return (Err(timed_out(idle, true)), buf);
+            };
+            match tokio::time::timeout(limit, self.stream.readable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return (Err(e), buf),
+                Err(_) => return (Err(timed_out(idle, by_deadline)), buf),
+            }
         }
-        (res, buf)
     }
 
     async fn write_prefix(&mut self, buf: Buf, len: usize) -> (io::Result<()>, Buf) {
-        let res = self.stream.write_all(&buf.filled()[..len]).await;
-        if res.is_ok() {
-            self.stats.sent(len as u64);
+        let mut done = 0;
+        while done < len {
+            match self.stream.try_write(&buf.filled()[done..len]) {
+                Ok(n) => {
+                    done += n;
+                    self.stats.sent(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.writable().await {
+                        return (Err(e), buf);
+                    }
+                }
+                Err(e) => return (Err(e), buf),
+            }
         }
-        (res, buf)
+        (Ok(()), buf)
     }
 
     async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
@@ -69,7 +117,7 @@ impl Connection for EpollConn {
         let mut offset = 0u64;
         while offset < size {
             let want = (size - offset).min(SENDFILE_CHUNK as u64) as usize;
-            self.stream.writable().await?;
+            self.writable().await?;
             let sent = self.stream.try_io(Interest::WRITABLE, || {
                 rustix::fs::sendfile(&self.stream, &file, Some(&mut offset), want)
                     .map_err(io::Error::from)
@@ -85,6 +133,10 @@ impl Connection for EpollConn {
             }
         }
         Ok(offset)
+    }
+
+    fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read_deadline = deadline;
     }
 
     async fn yield_if_needed(&mut self) {

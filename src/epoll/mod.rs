@@ -78,6 +78,7 @@ async fn run(spec: ShardSpec<Handler<EpollConn>>) {
             admit: admit.clone(),
             tracker: tracker.clone(),
             stats: spec.stats.clone(),
+            timeouts: spec.timeouts,
         };
         accepting.push(tokio::task::spawn_local(accept_loop(
             l.service, l.handler, listener, shard,
@@ -110,6 +111,7 @@ struct Shard {
     admit: Arc<Semaphore>,
     tracker: TaskTracker,
     stats: Arc<ShardStats>,
+    timeouts: crate::io::Timeouts,
 }
 
 fn adopt_listener(fd: OwnedFd) -> io::Result<TcpListener> {
@@ -159,7 +161,12 @@ async fn accept_loop(
         backoff.reset();
         let _ = stream.set_nodelay(true);
         debug!("{service}: shard {} accepted {peer}", shard.id);
-        let work = handler(EpollConn::new(stream, peer, shard.stats.clone()));
+        let work = handler(EpollConn::new(
+            stream,
+            peer,
+            shard.stats.clone(),
+            shard.timeouts,
+        ));
         let (name, stats) = (service.clone(), shard.stats.clone());
         shard.tracker.spawn_local(async move {
             isolate::run(&name, peer, &stats, work).await;

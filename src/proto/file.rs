@@ -10,6 +10,7 @@
 use std::io;
 use std::io::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{debug, warn};
 
@@ -23,7 +24,11 @@ use crate::proto::root::{DisplayPath, Root};
 pub struct FileServer {
     root: Arc<Root>,
     framed: bool,
+    request_timeout: Duration,
 }
+
+/// How long a request may take to arrive whole, by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl FileServer {
     /// Serve files beneath `root`, the article's way (one file, then close).
@@ -31,7 +36,16 @@ impl FileServer {
         FileServer {
             root: Arc::new(root),
             framed: false,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+
+    /// Once a request's first byte arrives, the whole request must arrive
+    /// within `limit` (default [`DEFAULT_REQUEST_TIMEOUT`]): a client
+    /// dripping a byte at a time is cut off.
+    pub fn request_timeout(mut self, limit: Duration) -> FileServer {
+        self.request_timeout = limit;
+        self
     }
 
     /// Framed mode: a status line before each file, and keep-alive.
@@ -53,7 +67,7 @@ impl Protocol for FileServer {
         // Framed mode's status lines; a reason is short, so 256 bytes hold any.
         let mut status = Buf::with_capacity(if self.framed { 256 } else { 0 });
         loop {
-            let (res, b) = request::read(&mut conn, buf).await;
+            let (res, b) = request::read(&mut conn, buf, self.request_timeout).await;
             buf = b;
             let len = match res? {
                 Request::Path(len) => len,
@@ -62,6 +76,15 @@ impl Protocol for FileServer {
                     warn!(
                         "file: {peer}: refused: connection closed before the NUL ending the path"
                     );
+                    return Ok(());
+                }
+                Request::TooSlow => {
+                    warn!(
+                        "file: {peer}: refused: request not complete within {:?} (request timeout)",
+                        self.request_timeout
+                    );
+                    self.send_status(&mut conn, &mut status, format_args!("ERR request timeout"))
+                        .await?;
                     return Ok(());
                 }
                 Request::TooLong => {

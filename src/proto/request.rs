@@ -5,6 +5,7 @@
 //! module never reads more than that before deciding.
 
 use std::io;
+use std::time::{Duration, Instant};
 
 use crate::io::{Buf, Connection};
 
@@ -22,6 +23,8 @@ pub enum Request {
     Truncated,
     /// The buffer filled up without a NUL.
     TooLong,
+    /// The request started but did not arrive whole in time (slowloris).
+    TooSlow,
 }
 
 /// Look for a complete request in `filled`. `None`: read more.
@@ -35,20 +38,40 @@ pub fn parse(filled: &[u8], full: bool) -> Option<Request> {
 
 /// Read until `buf` holds one whole request (or the client stops). Bytes
 /// after the NUL stay in `buf`: they are the start of the next request.
-pub async fn read<C: Connection>(conn: &mut C, mut buf: Buf) -> (io::Result<Request>, Buf) {
-    loop {
+///
+/// Once a request's first byte is in, the rest must follow within `limit`,
+/// however slowly it is dripped; before that, only the idle timeout applies.
+pub async fn read<C: Connection>(
+    conn: &mut C,
+    mut buf: Buf,
+    limit: Duration,
+) -> (io::Result<Request>, Buf) {
+    let mut deadline = None;
+    let outcome = loop {
         if let Some(req) = parse(buf.filled(), buf.is_full()) {
-            return (Ok(req), buf);
+            break Ok(req);
+        }
+        if deadline.is_none() && !buf.is_empty() {
+            let at = Instant::now() + limit;
+            conn.set_read_deadline(Some(at));
+            deadline = Some(at);
         }
         let (res, b) = conn.read(buf).await;
         buf = b;
         match res {
-            Err(e) => return (Err(e), buf),
-            Ok(0) if buf.is_empty() => return (Ok(Request::Closed), buf),
-            Ok(0) => return (Ok(Request::Truncated), buf),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && deadline.is_some() => {
+                break Ok(Request::TooSlow);
+            }
+            Err(e) => break Err(e),
+            Ok(0) if buf.is_empty() => break Ok(Request::Closed),
+            Ok(0) => break Ok(Request::Truncated),
             Ok(_) => {}
         }
+    };
+    if deadline.is_some() {
+        conn.set_read_deadline(None);
     }
+    (outcome, buf)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_lite::future::zip;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -18,7 +19,9 @@ use glommio::io::{BufferedFile, ReadResult};
 use glommio::net::TcpStream;
 
 use super::monitor::ShardStats;
-use crate::io::{Buf, Connection, full_buffer_error};
+use crate::io::{
+    Buf, Connection, Timeouts, full_buffer_error, read_limit, timed_out, write_timed_out,
+};
 use crate::proto::root::RegularFile;
 
 /// Bytes read from a file per io_uring read; two are in memory at most.
@@ -32,16 +35,41 @@ pub struct GlommioConn {
     stream: TcpStream,
     peer: SocketAddr,
     stats: Arc<ShardStats>,
+    timeouts: Timeouts,
+    read_deadline: Option<Instant>,
+    /// The read timeout glommio currently holds, to set it only on change.
+    read_timeout: Duration,
 }
 
 impl GlommioConn {
     /// Wrap an accepted stream; bytes are counted in its shard's `stats`.
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, stats: Arc<ShardStats>) -> GlommioConn {
+    /// glommio arms its timers only while an operation waits, so the
+    /// timeouts cost nothing on a busy connection.
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        stats: Arc<ShardStats>,
+        timeouts: Timeouts,
+    ) -> GlommioConn {
+        let _ = stream.set_read_timeout(Some(timeouts.idle));
+        let _ = stream.set_write_timeout(Some(timeouts.write));
         GlommioConn {
             stream,
             peer,
             stats,
+            timeouts,
+            read_deadline: None,
+            read_timeout: timeouts.idle,
         }
+    }
+}
+
+/// glommio reports its timeouts with a generic text: say which one it was.
+fn explain_timeout(e: io::Error, what: impl FnOnce() -> io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::TimedOut {
+        what()
+    } else {
+        e
     }
 }
 
@@ -54,7 +82,19 @@ impl Connection for GlommioConn {
         if buf.is_full() {
             return (Err(full_buffer_error()), buf);
         }
-        let res = self.stream.read(buf.spare_mut()).await;
+        let Some((limit, by_deadline)) = read_limit(self.timeouts.idle, self.read_deadline) else {
+            return (Err(timed_out(self.timeouts.idle, true)), buf);
+        };
+        if limit != self.read_timeout {
+            let _ = self.stream.set_read_timeout(Some(limit));
+            self.read_timeout = limit;
+        }
+        let idle = self.timeouts.idle;
+        let res = self
+            .stream
+            .read(buf.spare_mut())
+            .await
+            .map_err(|e| explain_timeout(e, || timed_out(idle, by_deadline)));
         if let Ok(n) = res {
             buf.advance(n);
             self.stats.received(n);
@@ -63,7 +103,12 @@ impl Connection for GlommioConn {
     }
 
     async fn write_prefix(&mut self, buf: Buf, len: usize) -> (io::Result<()>, Buf) {
-        let res = self.stream.write_all(&buf.filled()[..len]).await;
+        let limit = self.timeouts.write;
+        let res = self
+            .stream
+            .write_all(&buf.filled()[..len])
+            .await
+            .map_err(|e| explain_timeout(e, || write_timed_out(limit)));
         if res.is_ok() {
             self.stats.sent(len as u64);
         }
@@ -85,13 +130,17 @@ impl Connection for GlommioConn {
                 read_chunk(&file, after, size),
             )
             .await;
-            written?;
+            written.map_err(|e| explain_timeout(e, || write_timed_out(self.timeouts.write)))?;
             self.stats.sent(after - sent);
             sent = after;
             next = next_chunk?;
             glommio::yield_if_needed().await;
         }
         Ok(sent)
+    }
+
+    fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read_deadline = deadline;
     }
 
     async fn yield_if_needed(&mut self) {

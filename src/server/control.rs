@@ -55,6 +55,8 @@ pub(crate) struct ShardSpec<H> {
     pub started: Instant,
     /// How long live connections may run on after a stop.
     pub drain: Duration,
+    /// Every connection's idle and write timeouts.
+    pub timeouts: crate::io::Timeouts,
 }
 
 /// Sends `Exited` however the shard's thread ends, panics included.

@@ -147,6 +147,7 @@ pub struct ServerBuilder {
     max_conns: Option<usize>,
     backend: Backend,
     shutdown_timeout: Duration,
+    timeouts: crate::io::Timeouts,
 }
 
 /// A running server: its addresses, and the means to stop or wait for it.
@@ -177,6 +178,7 @@ impl Server {
             max_conns: None,
             backend: Backend::Auto,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            timeouts: crate::io::Timeouts::default(),
         }
     }
 
@@ -317,6 +319,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Every connection's idle and write timeouts (default 60 s and 30 s).
+    pub fn timeouts(mut self, timeouts: crate::io::Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
     /// How long live connections may finish after a stop before they are
     /// closed (default [`DEFAULT_SHUTDOWN_TIMEOUT`]).
     pub fn shutdown_timeout(mut self, limit: Duration) -> Self {
@@ -409,6 +417,7 @@ impl ServerBuilder {
             let (cpu, control, events) = (cpus[id], theirs.into(), tx.clone());
             let (stats, started, drain) =
                 (monitor.shard(id), monitor.started(), self.shutdown_timeout);
+            let timeouts = self.timeouts;
             threads.push(match backend {
                 Backend::Epoll => epoll::spawn(ShardSpec {
                     id,
@@ -420,6 +429,7 @@ impl ServerBuilder {
                     stats,
                     started,
                     drain,
+                    timeouts,
                 })?,
                 _ => shard::spawn(
                     ShardSpec {
@@ -432,6 +442,7 @@ impl ServerBuilder {
                         stats,
                         started,
                         drain,
+                        timeouts,
                     },
                     io_memory,
                 )?,

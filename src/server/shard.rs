@@ -71,6 +71,7 @@ async fn run(spec: ShardSpec<Handler<GlommioConn>>) {
             admit: admit.clone(),
             tracker: tracker.clone(),
             stats: spec.stats.clone(),
+            timeouts: spec.timeouts,
         };
         accepting.push(glommio::spawn_local(accept_loop(
             l.service, l.handler, listener, shard,
@@ -100,6 +101,7 @@ struct Shard {
     admit: Rc<Semaphore>,
     tracker: TaskTracker,
     stats: Arc<ShardStats>,
+    timeouts: crate::io::Timeouts,
 }
 
 /// Accept connections for one service until the shard stops.
@@ -132,7 +134,12 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         debug!("{service}: shard {} accepted {peer}", shard.id);
-        let work = handler(GlommioConn::new(stream, peer, shard.stats.clone()));
+        let work = handler(GlommioConn::new(
+            stream,
+            peer,
+            shard.stats.clone(),
+            shard.timeouts,
+        ));
         let (name, stats) = (service.clone(), shard.stats.clone());
         glommio::spawn_local(shard.tracker.track_future(async move {
             isolate::run(&name, peer, &stats, work).await;

@@ -1,0 +1,237 @@
+//! `ringlet bench soak`: a long, mixed, hostile workload where every byte is
+//! still checked.
+//!
+//! N connection slots run until the deadline, each opening session after
+//! session: echo sessions (lines of random length, every byte compared) and
+//! framed file sessions (several requests, CRC-32 against the local copy).
+//! Faults are thrown in on purpose — resets in the middle of an echo or a
+//! file, and slow readers — and counted apart: an error that was not injected
+//! is a failure of the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{Threads, run_connections};
+
+/// What `ringlet bench soak` runs.
+#[derive(Debug, Clone)]
+pub struct SoakConfig {
+    pub echo: SocketAddr,
+    /// A file server in framed mode (`--file-header`).
+    pub file: SocketAddr,
+    pub path: String,
+    /// The local copy of the served file.
+    pub expect: PathBuf,
+    pub conns: usize,
+    pub duration: Duration,
+    pub threads: Threads,
+    /// One session in this many resets its connection on purpose.
+    pub reset_every: u64,
+    /// One session in this many reads slowly on purpose.
+    pub slow_every: u64,
+}
+
+/// Soak counters.
+#[derive(Debug, Default)]
+struct Counters {
+    sessions: AtomicU64,
+    echo_bytes: AtomicU64,
+    file_bytes: AtomicU64,
+    injected_resets: AtomicU64,
+    slow_sessions: AtomicU64,
+}
+
+/// The soak's result.
+#[derive(Debug, Serialize)]
+pub struct SoakOutcome {
+    pub seconds: f64,
+    pub sessions: u64,
+    /// Bytes compared against what they should be (echo + file).
+    pub bytes_verified: u64,
+    pub echo_bytes: u64,
+    pub file_bytes: u64,
+    pub injected_resets: u64,
+    pub slow_sessions: u64,
+    /// Errors that were not injected: should be 0.
+    pub unexpected_errors: u64,
+    pub error_samples: Vec<String>,
+}
+
+/// Run the soak.
+pub fn run(cfg: &SoakConfig) -> anyhow::Result<SoakOutcome> {
+    let data =
+        std::fs::read(&cfg.expect).with_context(|| format!("reading {}", cfg.expect.display()))?;
+    let want = (data.len() as u64, crc32fast::hash(&data));
+    let counters = Arc::new(Counters::default());
+    let c = cfg.clone();
+    let k = counters.clone();
+    let started = Instant::now();
+    let totals = run_connections(
+        cfg.conns,
+        &cfg.threads,
+        cfg.duration,
+        false,
+        move |slot, totals, deadline| {
+            let (c, k) = (c.clone(), k.clone());
+            async move {
+                let mut rng =
+                    Rng(0x9e37_79b9_7f4a_7c15
+                        ^ (slot as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+                while Instant::now() < deadline {
+                    let n = k.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+                    let reset = n % c.reset_every == 0;
+                    let slow = !reset && n % c.slow_every == 0;
+                    if slow {
+                        k.slow_sessions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let result = if rng.next().is_multiple_of(2) {
+                        echo_session(&c, &k, &mut rng, reset).await
+                    } else {
+                        file_session(&c, &k, &mut rng, want, reset, slow).await
+                    };
+                    match result {
+                        Ok(()) if reset => {
+                            k.injected_resets.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(()) => totals.add(1, 0),
+                        Err(e) => totals.error(&e.context(format!("slot {slot}, session {n}"))),
+                    }
+                }
+                Ok(())
+            }
+        },
+    )?;
+    let outcome = totals.outcome("soak", serde_json::Value::Null);
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (echo_bytes, file_bytes) = (get(&counters.echo_bytes), get(&counters.file_bytes));
+    Ok(SoakOutcome {
+        seconds: started.elapsed().as_secs_f64(),
+        sessions: get(&counters.sessions),
+        bytes_verified: echo_bytes + file_bytes,
+        echo_bytes,
+        file_bytes,
+        injected_resets: get(&counters.injected_resets),
+        slow_sessions: get(&counters.slow_sessions),
+        unexpected_errors: outcome.errors,
+        error_samples: outcome.error_samples,
+    })
+}
+
+/// A small xorshift generator: each slot its own stream.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let s = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Close with RST: the server sees a reset in the middle of its work.
+fn reset(s: TcpStream) -> anyhow::Result<()> {
+    s.set_zero_linger()?;
+    drop(s);
+    Ok(())
+}
+
+async fn echo_session(
+    c: &SoakConfig,
+    k: &Counters,
+    rng: &mut Rng,
+    inject_reset: bool,
+) -> anyhow::Result<()> {
+    let mut s = connect(c.echo).await?;
+    let lines = 1 + rng.next() % 20;
+    let mut line = Vec::new();
+    let mut back = Vec::new();
+    for i in 0..lines {
+        let len = 1 + (rng.next() % 2000) as usize;
+        line.clear();
+        line.extend((0..len - 1).map(|_| b'a' + (rng.next() % 26) as u8));
+        line.push(b'\n');
+        s.write_all(&line).await?;
+        if inject_reset && i == lines / 2 {
+            return reset(s); // mid-echo, the answer unread
+        }
+        back.resize(len, 0);
+        s.read_exact(&mut back).await.context("reading the echo")?;
+        if back != line {
+            bail!("echo differs from what was sent ({len}-byte line)");
+        }
+        k.echo_bytes.fetch_add(len as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+async fn file_session(
+    c: &SoakConfig,
+    k: &Counters,
+    rng: &mut Rng,
+    (size, crc): (u64, u32),
+    inject_reset: bool,
+    slow: bool,
+) -> anyhow::Result<()> {
+    let mut s = connect(c.file).await?;
+    let mut request = c.path.as_bytes().to_vec();
+    request.push(0);
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..1 + rng.next() % 3 {
+        s.write_all(&request).await?;
+        // Status line.
+        let mut line = Vec::new();
+        loop {
+            let b = s.read_u8().await.context("reading the status line")?;
+            if b == b'\n' {
+                break;
+            }
+            line.push(b);
+            if line.len() > 100 {
+                bail!("no status line: is the file server running with --file-header?");
+            }
+        }
+        let line = String::from_utf8_lossy(&line).into_owned();
+        if line != format!("OK {size}") {
+            bail!("server answered {line:?}, expected \"OK {size}\"");
+        }
+        let mut hasher = crc32fast::Hasher::new();
+        let mut got = 0u64;
+        while got < size {
+            if inject_reset && got >= size / 3 {
+                return reset(s); // mid-file
+            }
+            let want = ((size - got) as usize).min(buf.len());
+            let n = s.read(&mut buf[..want]).await?;
+            if n == 0 {
+                bail!("the server closed after {got} of {size} bytes");
+            }
+            hasher.update(&buf[..n]);
+            got += n as u64;
+            if slow {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        if hasher.finalize() != crc {
+            bail!("file content differs from the local copy");
+        }
+        k.file_bytes.fetch_add(size, Ordering::Relaxed);
+    }
+    Ok(())
+}

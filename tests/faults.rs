@@ -1,0 +1,166 @@
+//! Faults end only the connection concerned, with one clear log line, and
+//! never put a byte on the wire that was not in the file.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+use common::{Ringlet, connect, fetch, pattern, read_exact};
+
+/// Close with RST instead of FIN.
+fn reset(s: TcpStream) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+}
+
+fn resets_mid_echo_and_mid_file_end_only_those(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let big = pattern(32 << 20, 21);
+    std::fs::write(dir.path().join("big"), &big).unwrap();
+    let server = Ringlet::serve(backend, &["--root", dir.path().to_str().unwrap()]);
+    let mut bystander = connect(server.echo());
+    for _ in 0..5 {
+        let mut e = connect(server.echo());
+        e.write_all(&vec![b'a'; 300_000]).unwrap();
+        reset(e);
+        let mut f = connect(server.file());
+        f.write_all(b"big\0").unwrap();
+        let mut head = vec![0u8; 100_000];
+        f.read_exact(&mut head).unwrap();
+        assert!(head == big[..100_000]);
+        reset(f);
+    }
+    server.wait_for_log(&["file", "connection ended", "sending \"big\""]);
+    bystander.write_all(b"unharmed\n").unwrap();
+    assert_eq!(read_exact(&mut bystander, 9), b"unharmed\n");
+    assert!(fetch(server.file(), b"big") == big);
+}
+
+fn half_close_still_gets_every_echo_back(backend: &str) {
+    let server = Ringlet::serve(backend, &["--file", "off"]);
+    let mut s = connect(server.echo());
+    let mut data = Vec::new();
+    for i in 0..20_000 {
+        data.extend_from_slice(format!("line {i}\n").as_bytes());
+    }
+    let mut w = s.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).unwrap();
+        w.shutdown(Shutdown::Write).unwrap(); // done sending; still reading
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    assert!(got == data, "got {} of {} bytes", got.len(), data.len());
+}
+
+/// Stream `big` slowly while `meddle` changes the file; returns what arrived.
+fn stream_while(server: &Ringlet, meddle: impl FnOnce()) -> Vec<u8> {
+    let mut s = connect(server.file());
+    s.write_all(b"big\0").unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    s.read_exact(&mut got).unwrap();
+    meddle();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn a_file_truncated_mid_stream_ends_the_stream_with_only_real_bytes(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big");
+    let big = pattern(64 << 20, 22);
+    std::fs::write(&path, &big).unwrap();
+    let server = Ringlet::serve(
+        backend,
+        &["--echo", "off", "--root", dir.path().to_str().unwrap()],
+    );
+    let got = stream_while(&server, || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(2 << 20)
+            .unwrap();
+    });
+    assert!(
+        got.len() < big.len(),
+        "the whole file arrived after truncation"
+    );
+    assert!(
+        got == big[..got.len()],
+        "bytes that were not in the file were sent"
+    );
+    server.wait_for_log(&["shrank"]);
+    assert_eq!(fetch(server.file(), b"big").len(), 2 << 20);
+}
+
+fn a_file_replaced_mid_stream_completes_from_the_old_one(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big");
+    let old = pattern(32 << 20, 23);
+    std::fs::write(&path, &old).unwrap();
+    let server = Ringlet::serve(
+        backend,
+        &["--echo", "off", "--root", dir.path().to_str().unwrap()],
+    );
+    let got = stream_while(&server, || {
+        std::fs::write(dir.path().join("new"), b"replacement\n").unwrap();
+        std::fs::rename(dir.path().join("new"), &path).unwrap();
+        // Even unreadable now: the open descriptor keeps its access.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+            .unwrap();
+    });
+    assert!(got == old, "got {} bytes", got.len());
+}
+
+fn a_file_without_read_permission_is_refused(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    // The server runs as nobody (the tests run as root, which reads anything).
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("secret"), "no\n").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("public"), "yes\n").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("public"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let server = Ringlet::serve_with(
+        backend,
+        &["--echo", "off", "--root", dir.path().to_str().unwrap()],
+        |cmd| {
+            cmd.uid(65534).gid(65534);
+        },
+    );
+    assert_eq!(fetch(server.file(), b"secret"), b"");
+    server.wait_for_log(&["\"secret\"", "refused: permission denied"]);
+    assert_eq!(fetch(server.file(), b"public"), b"yes\n");
+}
+
+on_both_backends!(
+    resets_mid_echo_and_mid_file_end_only_those,
+    half_close_still_gets_every_echo_back,
+    a_file_truncated_mid_stream_ends_the_stream_with_only_real_bytes,
+    a_file_replaced_mid_stream_completes_from_the_old_one,
+    a_file_without_read_permission_is_refused,
+);
