@@ -48,6 +48,7 @@ pub mod epoll;
 pub mod io;
 pub mod probe;
 pub mod proto;
+pub mod ring;
 pub mod server;
 pub mod systemd;
 

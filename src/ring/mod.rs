@@ -1,0 +1,290 @@
+//! The completion ring: one io_uring per shard, beside glommio's own, for the
+//! operations glommio lacks or does readiness-style.
+//!
+//! - **Bookkeeping**: every operation in flight has a [`slab`] entry; its key
+//!   is the SQE's `user_data`. The entry says who waits for the result, or,
+//!   once the waiting future was dropped, holds that future's buffers until
+//!   the kernel's completion arrives (see [`op`]): memory the kernel may still
+//!   write is never freed early.
+//! - **Completions** are announced through an eventfd registered on the ring,
+//!   which a glommio task reads through glommio's own ring; no thread ever
+//!   blocks, and the shard sleeps in one place.
+//! - **Submissions are batched**: pushing an operation only queues its SQE
+//!   and wakes a submitter task, which runs after the tasks already ready in
+//!   this executor turn: one `io_uring_enter` per turn, not per operation.
+//!
+//! Setup flags are probed: `SINGLE_ISSUER` and `COOP_TASKRUN` where the kernel
+//! has them, none on older 5.x kernels. `DEFER_TASKRUN` is deliberately not
+//! used: it posts completions only inside our own `io_uring_enter`, so the
+//! eventfd would stay silent while the shard sleeps in glommio's ring.
+//!
+//! This module (and its children) hold the crate's ring `unsafe`; each block
+//! says why it is sound.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use io_uring::{IoUring, cqueue, squeue};
+use slab::Slab;
+
+pub mod op;
+pub mod ops;
+
+use op::Slot;
+
+/// `user_data` of operations whose completion nobody waits for (cancels).
+const DETACHED: u64 = u64::MAX;
+
+/// Which optional features the ring was built with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    pub single_issuer: bool,
+    pub coop_taskrun: bool,
+}
+
+/// Counters, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// `io_uring_enter` calls made to submit.
+    pub enters: u64,
+    /// Operations pushed.
+    pub pushed: u64,
+    /// Completions reaped.
+    pub completions: u64,
+}
+
+/// A shard's ring. Cheap to clone; never leaves its thread.
+#[derive(Clone)]
+pub struct Ring {
+    inner: Rc<Inner>,
+}
+
+pub(crate) struct Inner {
+    uring: RefCell<IoUring>,
+    pub(crate) slots: RefCell<Slab<Slot>>,
+    eventfd: OwnedFd,
+    needs_submit: Cell<bool>,
+    submitter: Cell<Option<Waker>>,
+    stats: Cell<RingStats>,
+    features: Features,
+}
+
+impl Ring {
+    /// Build a ring of `entries` submission slots with the best setup flags
+    /// this kernel accepts, and its eventfd. Call [`Ring::start`] inside the
+    /// shard's executor before use.
+    pub fn new(entries: u32) -> io::Result<Ring> {
+        let attempts = [
+            Features {
+                single_issuer: true,
+                coop_taskrun: true,
+            },
+            Features {
+                single_issuer: false,
+                coop_taskrun: true,
+            },
+            Features::default(),
+        ];
+        let mut last_err = None;
+        for features in attempts {
+            let mut b = IoUring::builder();
+            if features.single_issuer {
+                b.setup_single_issuer();
+            }
+            if features.coop_taskrun {
+                b.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            match b.build(entries) {
+                Ok(uring) => return Ring::with(uring, features),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("io_uring setup failed")))
+    }
+
+    fn with(uring: IoUring, features: Features) -> io::Result<Ring> {
+        // Blocking mode on purpose: glommio reads it through io_uring, which
+        // then waits for a count instead of failing with EAGAIN.
+        // SAFETY: eventfd(2) with valid flags; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        uring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        Ok(Ring {
+            inner: Rc::new(Inner {
+                uring: RefCell::new(uring),
+                slots: RefCell::new(Slab::with_capacity(256)),
+                eventfd,
+                needs_submit: Cell::new(false),
+                submitter: Cell::new(None),
+                stats: Cell::new(RingStats::default()),
+                features,
+            }),
+        })
+    }
+
+    /// Spawn the submitter and the reaper on the current glommio executor.
+    pub fn start(&self) -> io::Result<()> {
+        let dup = self.inner.eventfd.try_clone()?;
+        // SAFETY: an owned descriptor handed over to glommio, which closes it.
+        let efd = unsafe {
+            glommio::io::BufferedFile::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(dup))
+        };
+        let weak = Rc::downgrade(&self.inner);
+        glommio::spawn_local(async move {
+            loop {
+                // Completes once the ring has posted completions.
+                if efd.read_at(0, 8).await.is_err() {
+                    return;
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                inner.reap();
+            }
+        })
+        .detach();
+        let weak = Rc::downgrade(&self.inner);
+        glommio::spawn_local(async move {
+            loop {
+                let go = poll_fn(|cx| match weak.upgrade() {
+                    None => Poll::Ready(false),
+                    Some(inner) if inner.needs_submit.get() => Poll::Ready(true),
+                    Some(inner) => {
+                        inner.submitter.set(Some(cx.waker().clone()));
+                        Poll::Pending
+                    }
+                })
+                .await;
+                let Some(inner) = weak.upgrade().filter(|_| go) else {
+                    return;
+                };
+                inner.submit_now();
+            }
+        })
+        .detach();
+        Ok(())
+    }
+
+    /// The setup flags in use.
+    pub fn features(&self) -> Features {
+        self.inner.features
+    }
+
+    /// Operations whose completion has not arrived yet (abandoned ones too).
+    pub fn in_flight(&self) -> usize {
+        self.inner.slots.borrow().len()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> RingStats {
+        self.inner.stats.get()
+    }
+
+    pub(crate) fn inner(&self) -> &Rc<Inner> {
+        &self.inner
+    }
+}
+
+impl Inner {
+    /// Queue `sqe` for the slot `key` (or detached), to go out this turn.
+    pub(crate) fn push(&self, sqe: squeue::Entry, key: u64) {
+        let sqe = sqe.user_data(key);
+        let mut uring = self.uring.borrow_mut();
+        loop {
+            // SAFETY: every buffer the SQE points to is owned by the slot's
+            // operation data, which the slab keeps alive until the completion
+            // (or, for detached cancels, the SQE points to no memory).
+            let pushed = unsafe { uring.submission().push(&sqe) };
+            if pushed.is_ok() {
+                break;
+            }
+            // Full: send what is queued now, then retry.
+            drop(uring);
+            self.submit_now();
+            uring = self.uring.borrow_mut();
+        }
+        drop(uring);
+        let mut s = self.stats.get();
+        s.pushed += 1;
+        self.stats.set(s);
+        if !self.needs_submit.replace(true)
+            && let Some(w) = self.submitter.take()
+        {
+            w.wake();
+        }
+    }
+
+    /// One `io_uring_enter` for everything queued.
+    pub(crate) fn submit_now(&self) {
+        self.needs_submit.set(false);
+        let uring = self.uring.borrow();
+        loop {
+            match uring.submit() {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                // EBUSY/EAGAIN: the completion queue is backed up; reaping
+                // frees it, and the next turn submits again.
+                Err(_) => {
+                    self.needs_submit.set(true);
+                    break;
+                }
+            }
+        }
+        drop(uring);
+        let mut s = self.stats.get();
+        s.enters += 1;
+        self.stats.set(s);
+        self.reap();
+    }
+
+    /// Hand every posted completion to its slot.
+    pub(crate) fn reap(&self) {
+        let mut done = Vec::new();
+        {
+            let mut uring = self.uring.borrow_mut();
+            let mut cq = uring.completion();
+            cq.sync();
+            for cqe in &mut cq {
+                done.push((cqe.user_data(), cqe.result(), cqe.flags()));
+            }
+        }
+        if done.is_empty() {
+            return;
+        }
+        let mut s = self.stats.get();
+        s.completions += done.len() as u64;
+        self.stats.set(s);
+        let mut slots = self.slots.borrow_mut();
+        for (key, result, flags) in done {
+            if key == DETACHED {
+                continue;
+            }
+            let key = key as usize;
+            let more = cqueue::more(flags);
+            let finished = match slots.get_mut(key) {
+                Some(slot) => slot.complete(result, flags, more),
+                None => false,
+            };
+            if finished {
+                // Abandoned and final: now the kernel is done with its memory.
+                slots.remove(key);
+            }
+        }
+    }
+
+    /// Ask the kernel to cancel the operation in slot `key`; its completion
+    /// (with -ECANCELED, or its real result if it won the race) still comes.
+    pub(crate) fn cancel(&self, key: usize) {
+        let sqe = io_uring::opcode::AsyncCancel::new(key as u64).build();
+        self.push(sqe, DETACHED);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,115 @@
+//! The operations: one function each, building the SQE and the data it
+//! points into. Buffers are owned ([`Buf`], boxed paths), so they can outlive
+//! a dropped future inside the slab.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{opcode, types};
+
+use super::Ring;
+use super::op::{Completion, MultiOp, Op, close_fd};
+use crate::io::Buf;
+
+impl Ring {
+    /// Nothing: a completion for testing the ring's plumbing.
+    pub fn nop(&self) -> Op<()> {
+        // SAFETY: NOP points at no memory.
+        unsafe { Op::push(self, opcode::Nop::new().build(), ()) }
+    }
+
+    /// Accept connections on `listener` until dropped: each completion is a
+    /// new descriptor (or -errno). Needs Linux 5.19; see [`Ring::accept`].
+    pub fn accept_multi(&self, listener: RawFd) -> MultiOp<()> {
+        let sqe = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build();
+        // SAFETY: multishot accept passes no address buffer: no memory.
+        unsafe { MultiOp::push(self, sqe, ()) }.discard_with(close_fd)
+    }
+
+    /// Accept one connection (the pre-5.19 way).
+    pub fn accept(&self, listener: RawFd) -> Op<()> {
+        let sqe = opcode::Accept::new(
+            types::Fd(listener),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+        .flags(libc::SOCK_CLOEXEC)
+        .build();
+        // SAFETY: no address buffer is passed: no memory.
+        unsafe { Op::push(self, sqe, ()) }.discard_with(close_fd)
+    }
+
+    /// Receive into `buf`'s spare room.
+    pub async fn recv(&self, fd: RawFd, mut buf: Buf) -> (io::Result<usize>, Buf) {
+        let spare = buf.spare_mut();
+        let sqe = opcode::Recv::new(types::Fd(fd), spare.as_mut_ptr(), spare.len() as u32).build();
+        // SAFETY: the SQE points into `buf`'s heap bytes, owned by the op.
+        let (c, mut buf) = unsafe { Op::push(self, sqe, buf) }.await;
+        let res = c.into_result().map(|n| {
+            buf.advance(n as usize);
+            n as usize
+        });
+        (res, buf)
+    }
+
+    /// Send `buf.filled()[from..to]` once (it may send less: see the count).
+    pub async fn send(
+        &self,
+        fd: RawFd,
+        buf: Buf,
+        from: usize,
+        to: usize,
+    ) -> (io::Result<usize>, Buf) {
+        let part = &buf.filled()[from..to];
+        let sqe = opcode::Send::new(types::Fd(fd), part.as_ptr(), part.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        // SAFETY: the SQE points into `buf`'s heap bytes, owned by the op.
+        let (c, buf) = unsafe { Op::push(self, sqe, buf) }.await;
+        (c.into_result().map(|n| n as usize), buf)
+    }
+
+    /// Move up to `len` bytes from `fd_in` at `off_in` (or its position when
+    /// `None`) to `fd_out`, one of them a pipe.
+    pub async fn splice(
+        &self,
+        fd_in: RawFd,
+        off_in: Option<u64>,
+        fd_out: RawFd,
+        len: u32,
+    ) -> io::Result<usize> {
+        let off = off_in.map_or(-1, |o| o as i64);
+        let sqe = opcode::Splice::new(types::Fd(fd_in), off, types::Fd(fd_out), -1, len).build();
+        // SAFETY: splice points at no memory.
+        let (c, ()) = unsafe { Op::push(self, sqe, ()) }.await;
+        c.into_result().map(|n| n as usize)
+    }
+
+    /// `openat2(dirfd, path, how)` through the ring; the new descriptor.
+    pub async fn openat2(
+        &self,
+        dirfd: RawFd,
+        path: &[u8],
+        flags: u64,
+        resolve: u64,
+    ) -> io::Result<RawFd> {
+        let path = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let how = Box::new(types::OpenHow::new().flags(flags).resolve(resolve));
+        let data = (path, how);
+        let sqe = opcode::OpenAt2::new(types::Fd(dirfd), data.0.as_ptr(), &*data.1).build();
+        // SAFETY: the SQE points into the CString's and the Box's heap
+        // memory, both owned by the op.
+        let (c, _) = unsafe { Op::push(self, sqe, data) }
+            .discard_with(close_fd)
+            .await;
+        c.into_result().map(|fd| fd as RawFd)
+    }
+}
+
+/// Read a completion's descriptor result.
+pub fn fd_of(c: Completion) -> io::Result<RawFd> {
+    c.into_result().map(|fd| fd as RawFd)
+}
