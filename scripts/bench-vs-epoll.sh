@@ -18,19 +18,21 @@
 #   --duration S    seconds per run (default 4; 1 with --quick)
 #   --server N='C'  also run echo cases against command C, with {port}
 #                   replaced by the port it must listen on (line echo server)
+#   --glommio       also run ringlet's glommio-socket variant (--backend glommio)
 #   --out DIR       where results go (default bench-results/DATE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 rounds="" duration="" out="" extra=()
+quick=0 rounds="" duration="" out="" extra=() glommio=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --rounds) rounds="$2"; shift ;;
     --duration) duration="$2"; shift ;;
     --server) extra+=("$2"); shift ;;
+    --glommio) glommio=1 ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -85,6 +87,7 @@ start_ringlet() { # NAME BACKEND ECHO_PORT FILE_PORT
 }
 start_ringlet uring uring 17100 17101
 start_ringlet epoll epoll 17200 17201
+if [ "$glommio" = 1 ]; then start_ringlet glommio glommio 17400 17401; fi
 port=17300
 for spec in "${extra[@]}"; do
   name=${spec%%=*}; cmd=${spec#*=}

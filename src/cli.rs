@@ -234,8 +234,10 @@ pub struct Serve {
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_positive_seconds)]
     pub write_timeout: f64,
 
-    /// I/O backend. `uring`: glommio shards on io_uring (refuses to start, with
-    /// the reason, where io_uring is blocked). `epoll`: tokio shards on epoll,
+    /// I/O backend. `uring`: glommio shards whose sockets and files go through
+    /// a completion ring per shard (refuses to start, with the reason, where
+    /// io_uring is blocked). `glommio`: the same shards on glommio's own
+    /// readiness-based sockets, for comparison. `epoll`: tokio shards on epoll,
     /// sendfile for files: the baseline. `auto`: uring when it works here,
     /// otherwise epoll, logging why.
     #[arg(long, value_name = "BACKEND", default_value = "auto")]
@@ -298,8 +300,10 @@ pub enum EchoModeArg {
 pub enum BackendArg {
     /// io_uring if it works here, else epoll.
     Auto,
-    /// io_uring (glommio shards).
+    /// io_uring: glommio shards, sockets and files on each shard's completion ring.
     Uring,
+    /// glommio shards on glommio's own readiness-based sockets (for comparison).
+    Glommio,
     /// epoll (tokio shards), the baseline.
     Epoll,
 }
@@ -309,6 +313,7 @@ impl From<BackendArg> for ringlet::Backend {
         match b {
             BackendArg::Auto => ringlet::Backend::Auto,
             BackendArg::Uring => ringlet::Backend::Uring,
+            BackendArg::Glommio => ringlet::Backend::Glommio,
             BackendArg::Epoll => ringlet::Backend::Epoll,
         }
     }

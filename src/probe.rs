@@ -239,6 +239,32 @@ impl fmt::Display for Report {
                 yes(at_least(6, 0))
             )?;
         }
+        if self.uring_ok() {
+            let has = |n: &str| self.setup_flags.iter().any(|(f, ok)| *f == n && *ok);
+            let mut flags = Vec::new();
+            if has("SINGLE_ISSUER") {
+                flags.push("SINGLE_ISSUER");
+            }
+            if has("COOP_TASKRUN") {
+                flags.push("COOP_TASKRUN+TASKRUN_FLAG");
+            }
+            let multishot = self.version.is_some_and(|v| v >= (5, 19));
+            writeln!(
+                f,
+                "ringlet uses:        a ring per shard with {}; {} accept; RECV and SEND with LINK_TIMEOUT; \
+                 SPLICE file->pipe->socket (READ+SEND when out of pipes); eventfd to glommio",
+                if flags.is_empty() {
+                    "no setup flags".to_string()
+                } else {
+                    flags.join(" + ")
+                },
+                if multishot {
+                    "multishot"
+                } else {
+                    "single-shot"
+                }
+            )?;
+        }
         let (soft, hard) = self.memlock;
         writeln!(
             f,

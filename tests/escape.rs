@@ -102,11 +102,13 @@ fn the_corpus_is_refused(backend: &str) {
         b"a/b/../b/c/ok",
         b"///a/b/c/ok",
     ] {
+        let got = fetch(server.file(), ok);
         assert_eq!(
-            fetch(server.file(), ok),
+            got,
             b"ok\n",
-            "{:?}",
-            String::from_utf8_lossy(ok)
+            "{:?}; server log:\n{}",
+            String::from_utf8_lossy(ok),
+            server.log().join("\n")
         );
     }
     assert!(!server.log().iter().any(|l| l.contains("panicked")));

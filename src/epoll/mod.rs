@@ -19,16 +19,14 @@ use tracing::debug;
 use crate::server::admit::Backoff;
 use crate::server::control::{self, Event, ShardSpec};
 use crate::server::monitor::ShardStats;
-use crate::server::{Handler, isolate};
+use crate::server::{Handler, Handlers, isolate};
 
 mod conn;
 
 pub use conn::{EpollConn, SENDFILE_CHUNK};
 
 /// Start an epoll shard's thread. Reports `Ready`, `StartFailed` or `Exited`.
-pub(crate) fn spawn(
-    spec: ShardSpec<Handler<EpollConn>>,
-) -> io::Result<std::thread::JoinHandle<()>> {
+pub(crate) fn spawn(spec: ShardSpec<Handlers>) -> io::Result<std::thread::JoinHandle<()>> {
     control::spawn_thread(spec, |spec| {
         let (id, events) = (spec.id, spec.events.clone());
         let runtime = pin_to(spec.cpu).and_then(|()| {
@@ -53,7 +51,7 @@ fn pin_to(cpu: usize) -> Result<(), String> {
         .map_err(|e| format!("cannot pin to CPU {cpu}: {e}"))
 }
 
-async fn run(spec: ShardSpec<Handler<EpollConn>>) {
+async fn run(spec: ShardSpec<Handlers>) {
     let admit = Arc::new(Semaphore::new(spec.max_conns.min(Semaphore::MAX_PERMITS)));
     let tracker = TaskTracker::new();
     tokio::task::spawn_local(control::heartbeat(
@@ -81,7 +79,10 @@ async fn run(spec: ShardSpec<Handler<EpollConn>>) {
             timeouts: spec.timeouts,
         };
         accepting.push(tokio::task::spawn_local(accept_loop(
-            l.service, l.handler, listener, shard,
+            l.service,
+            l.handler.epoll,
+            listener,
+            shard,
         )));
     }
     let control = match adopt_control(spec.control) {

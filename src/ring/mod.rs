@@ -28,9 +28,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use io_uring::{IoUring, cqueue, squeue};
+use io_uring::{IoUring, cqueue, squeue, types};
 use slab::Slab;
 
+pub mod conn;
 pub mod op;
 pub mod ops;
 
@@ -212,6 +213,43 @@ impl Inner {
         drop(uring);
         let mut s = self.stats.get();
         s.pushed += 1;
+        self.stats.set(s);
+        if !self.needs_submit.replace(true)
+            && let Some(w) = self.submitter.take()
+        {
+            w.wake();
+        }
+    }
+
+    /// Queue `sqe` for slot `key`, linked to a timeout: if it has not
+    /// completed within `timespec`, the kernel cancels it (-ECANCELED).
+    pub(crate) fn push_with_timeout(
+        &self,
+        sqe: squeue::Entry,
+        key: u64,
+        timespec: *const types::Timespec,
+    ) {
+        let pair = [
+            sqe.user_data(key).flags(squeue::Flags::IO_LINK),
+            io_uring::opcode::LinkTimeout::new(timespec)
+                .build()
+                .user_data(DETACHED),
+        ];
+        let mut uring = self.uring.borrow_mut();
+        loop {
+            // SAFETY: as for `push`; the timespec is owned by the op's data
+            // and the kernel copies it when the SQE is submitted.
+            let pushed = unsafe { uring.submission().push_multiple(&pair) };
+            if pushed.is_ok() {
+                break;
+            }
+            drop(uring);
+            self.submit_now();
+            uring = self.uring.borrow_mut();
+        }
+        drop(uring);
+        let mut s = self.stats.get();
+        s.pushed += 2;
         self.stats.set(s);
         if !self.needs_submit.replace(true)
             && let Some(w) = self.submitter.take()

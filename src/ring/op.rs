@@ -139,6 +139,27 @@ impl<T: 'static> Op<T> {
         }
     }
 
+    /// As [`Op::push`], with a linked timeout: past `timespec` the kernel
+    /// cancels the operation and it completes with -ECANCELED.
+    ///
+    /// # Safety
+    /// As for [`Op::push`]; `timespec` must point into `data`'s heap memory.
+    pub(crate) unsafe fn push_with_timeout(
+        ring: &Ring,
+        sqe: squeue::Entry,
+        timespec: *const io_uring::types::Timespec,
+        data: T,
+    ) -> Op<T> {
+        let key = ring.inner().slots.borrow_mut().insert(Slot::Waiting(None));
+        ring.inner().push_with_timeout(sqe, key as u64, timespec);
+        Op {
+            ring: ring.clone(),
+            key: Some(key),
+            data: Some(data),
+            discard: None,
+        }
+    }
+
     /// If this operation is dropped before its result is taken, release
     /// that result with `discard` (e.g. close the descriptor it created).
     pub(crate) fn discard_with(mut self, discard: Discard) -> Self {

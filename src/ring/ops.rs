@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::RawFd;
+use std::time::Duration;
 
 use io_uring::{opcode, types};
 
@@ -55,6 +56,64 @@ impl Ring {
         (res, buf)
     }
 
+    /// Receive into `buf`'s spare room, giving up after `limit`
+    /// (`TimedOut`): a linked timeout, so no user-space timer is armed.
+    pub async fn recv_within(
+        &self,
+        fd: RawFd,
+        mut buf: Buf,
+        limit: Duration,
+    ) -> (io::Result<usize>, Buf) {
+        let spare = buf.spare_mut();
+        let sqe = opcode::Recv::new(types::Fd(fd), spare.as_mut_ptr(), spare.len() as u32).build();
+        let ts = Box::new(types::Timespec::from(limit));
+        let ts_ptr: *const types::Timespec = &*ts;
+        // SAFETY: the SQE points into `buf`'s heap bytes and the timespec's
+        // box, both owned by the op.
+        let (c, (mut buf, _ts)) =
+            unsafe { Op::push_with_timeout(self, sqe, ts_ptr, (buf, ts)) }.await;
+        let res = match c.into_result() {
+            Ok(n) => {
+                buf.advance(n as usize);
+                Ok(n as usize)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+                Err(io::ErrorKind::TimedOut.into())
+            }
+            Err(e) => Err(e),
+        };
+        (res, buf)
+    }
+
+    /// Send `buf.filled()[from..to]` once, giving up after `limit`
+    /// (`TimedOut`). It may send less: see the count.
+    pub async fn send_within(
+        &self,
+        fd: RawFd,
+        buf: Buf,
+        from: usize,
+        to: usize,
+        limit: Duration,
+    ) -> (io::Result<usize>, Buf) {
+        let part = &buf.filled()[from..to];
+        let sqe = opcode::Send::new(types::Fd(fd), part.as_ptr(), part.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        let ts = Box::new(types::Timespec::from(limit));
+        let ts_ptr: *const types::Timespec = &*ts;
+        // SAFETY: the SQE points into `buf`'s heap bytes and the timespec's
+        // box, both owned by the op.
+        let (c, (buf, _ts)) = unsafe { Op::push_with_timeout(self, sqe, ts_ptr, (buf, ts)) }.await;
+        let res = match c.into_result() {
+            Ok(n) => Ok(n as usize),
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+                Err(io::ErrorKind::TimedOut.into())
+            }
+            Err(e) => Err(e),
+        };
+        (res, buf)
+    }
+
     /// Send `buf.filled()[from..to]` once (it may send less: see the count).
     pub async fn send(
         &self,
@@ -70,6 +129,21 @@ impl Ring {
         // SAFETY: the SQE points into `buf`'s heap bytes, owned by the op.
         let (c, buf) = unsafe { Op::push(self, sqe, buf) }.await;
         (c.into_result().map(|n| n as usize), buf)
+    }
+
+    /// Read into `buf`'s spare room from `fd` at `offset`.
+    pub async fn read_at(&self, fd: RawFd, mut buf: Buf, offset: u64) -> (io::Result<usize>, Buf) {
+        let spare = buf.spare_mut();
+        let sqe = opcode::Read::new(types::Fd(fd), spare.as_mut_ptr(), spare.len() as u32)
+            .offset(offset)
+            .build();
+        // SAFETY: the SQE points into `buf`'s heap bytes, owned by the op.
+        let (c, mut buf) = unsafe { Op::push(self, sqe, buf) }.await;
+        let res = c.into_result().map(|n| {
+            buf.advance(n as usize);
+            n as usize
+        });
+        (res, buf)
     }
 
     /// Move up to `len` bytes from `fd_in` at `off_in` (or its position when

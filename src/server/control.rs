@@ -39,6 +39,9 @@ pub(crate) struct ShardListener<H> {
     pub service: String,
     pub handler: H,
     pub fd: OwnedFd,
+    /// One socket shared by every shard (socket activation), rather than a
+    /// shard's own `SO_REUSEPORT` listener.
+    pub shared: bool,
 }
 
 /// What a shard needs, moved onto its thread. `H` is the backend's handler.
@@ -57,6 +60,8 @@ pub(crate) struct ShardSpec<H> {
     pub drain: Duration,
     /// Every connection's idle and write timeouts.
     pub timeouts: crate::io::Timeouts,
+    /// How many shards the server runs (to share per-user kernel budgets).
+    pub shards: usize,
 }
 
 /// Sends `Exited` however the shard's thread ends, panics included.

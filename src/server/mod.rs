@@ -54,9 +54,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shards get to exit after their drain, before `wait` gives up on them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// One connection's work, as a shard runs it.
+pub(crate) type Work = Pin<Box<dyn Future<Output = io::Result<()>>>>;
+
 /// A protocol, erased to what a shard calls per connection of type `C`.
-pub(crate) type Handler<C> =
-    Arc<dyn Fn(C) -> Pin<Box<dyn Future<Output = io::Result<()>>>> + Send + Sync>;
+pub(crate) type Handler<C> = Arc<dyn Fn(C) -> Work + Send + Sync>;
 
 /// Which I/O runtime the shards run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,8 +66,12 @@ pub enum Backend {
     /// io_uring when it works here, else epoll (logging the real reason).
     #[default]
     Auto,
-    /// glommio shards on io_uring; refuses to start where io_uring is blocked.
+    /// glommio shards, sockets and files on the shard's completion ring;
+    /// refuses to start where io_uring is blocked.
     Uring,
+    /// glommio shards on glommio's own readiness-based sockets: kept to
+    /// measure the completion ring against.
+    Glommio,
     /// tokio shards on epoll, `sendfile` for files: the baseline.
     Epoll,
 }
@@ -76,12 +82,21 @@ impl Backend {
         match self {
             Backend::Auto => "auto",
             Backend::Uring => "uring",
+            Backend::Glommio => "glommio",
             Backend::Epoll => "epoll",
         }
     }
 }
 
-/// A protocol erased once per backend.
+/// One protocol, erased once for each backend's connection type.
+#[derive(Clone)]
+pub(crate) struct Handlers {
+    pub ring: Handler<crate::ring::conn::RingConn>,
+    pub glommio: Handler<GlommioConn>,
+    pub epoll: Handler<EpollConn>,
+}
+
+/// A protocol erased for one connection type.
 fn erase<P: Protocol, C: crate::Connection + 'static>(protocol: Arc<P>) -> Handler<C> {
     Arc::new(move |conn| {
         let protocol = protocol.clone();
@@ -136,8 +151,7 @@ enum Source {
 struct Service {
     name: String,
     source: Source,
-    uring: Handler<GlommioConn>,
-    epoll: Handler<EpollConn>,
+    handlers: Handlers,
 }
 
 /// Collects services and settings; [`ServerBuilder::start`] runs them.
@@ -313,8 +327,11 @@ impl ServerBuilder {
         self.services.push(Service {
             name: name.to_string(),
             source,
-            uring: erase(protocol.clone()),
-            epoll: erase(protocol),
+            handlers: Handlers {
+                ring: erase(protocol.clone()),
+                glommio: erase(protocol.clone()),
+                epoll: erase(protocol),
+            },
         });
         self
     }
@@ -362,9 +379,7 @@ impl ServerBuilder {
         isolate::install_panic_hook();
 
         let mut addrs = Vec::new();
-        let mut uring: Vec<Vec<ShardListener<Handler<GlommioConn>>>> =
-            cpus.iter().map(|_| Vec::new()).collect();
-        let mut epoll: Vec<Vec<ShardListener<Handler<EpollConn>>>> =
+        let mut per_shard: Vec<Vec<ShardListener<Handlers>>> =
             cpus.iter().map(|_| Vec::new()).collect();
         for svc in &self.services {
             let (fds, actual) = match &svc.source {
@@ -386,19 +401,12 @@ impl ServerBuilder {
             };
             addrs.push((svc.name.clone(), actual));
             for (shard, fd) in fds.into_iter().enumerate() {
-                let service = svc.name.clone();
-                match backend {
-                    Backend::Epoll => epoll[shard].push(ShardListener {
-                        service,
-                        handler: svc.epoll.clone(),
-                        fd,
-                    }),
-                    _ => uring[shard].push(ShardListener {
-                        service,
-                        handler: svc.uring.clone(),
-                        fd,
-                    }),
-                }
+                per_shard[shard].push(ShardListener {
+                    service: svc.name.clone(),
+                    handler: svc.handlers.clone(),
+                    fd,
+                    shared: matches!(svc.source, Source::Inherited(_)),
+                });
             }
         }
 
@@ -411,41 +419,30 @@ impl ServerBuilder {
         let monitor = Monitor::new(cpus.len());
         let mut controls = Vec::new();
         let mut threads = Vec::new();
-        for (id, (uring, epoll)) in uring.into_iter().zip(epoll).enumerate() {
+        for (id, listeners) in per_shard.into_iter().enumerate() {
             let (ours, theirs) = UnixStream::pair()?;
             controls.push(ours);
             let (cpu, control, events) = (cpus[id], theirs.into(), tx.clone());
             let (stats, started, drain) =
                 (monitor.shard(id), monitor.started(), self.shutdown_timeout);
             let timeouts = self.timeouts;
+            let spec = ShardSpec {
+                id,
+                cpu,
+                max_conns,
+                listeners,
+                control,
+                events,
+                stats,
+                started,
+                drain,
+                timeouts,
+                shards: cpus.len(),
+            };
             threads.push(match backend {
-                Backend::Epoll => epoll::spawn(ShardSpec {
-                    id,
-                    cpu,
-                    max_conns,
-                    listeners: epoll,
-                    control,
-                    events,
-                    stats,
-                    started,
-                    drain,
-                    timeouts,
-                })?,
-                _ => shard::spawn(
-                    ShardSpec {
-                        id,
-                        cpu,
-                        max_conns,
-                        listeners: uring,
-                        control,
-                        events,
-                        stats,
-                        started,
-                        drain,
-                        timeouts,
-                    },
-                    io_memory,
-                )?,
+                Backend::Epoll => epoll::spawn(spec)?,
+                Backend::Glommio => shard::spawn(spec, io_memory, false)?,
+                _ => shard::spawn(spec, io_memory, true)?,
             });
         }
         let stopper = Stopper {
@@ -473,8 +470,9 @@ fn resolve_backend(asked: Backend) -> Result<Backend, ServerError> {
         return Ok(Backend::Epoll);
     }
     match probe::Report::gather().why_not() {
+        None if asked == Backend::Glommio => Ok(Backend::Glommio),
         None => Ok(Backend::Uring),
-        Some(why) if asked == Backend::Uring => Err(ServerError::IoUring(why)),
+        Some(why) if asked != Backend::Auto => Err(ServerError::IoUring(why)),
         Some(why) => {
             warn!("{why}; falling back to the epoll backend");
             Ok(Backend::Epoll)

@@ -1,0 +1,264 @@
+//! [`Connection`] on the completion ring: the uring backend's sockets.
+//!
+//! Every operation is a ring operation with an owned buffer: `recv` and
+//! `send` carry a linked timeout (idle, request deadline, write timeout), so
+//! no user-space timer is armed per message. Files go out by `splice`,
+//! file → pipe → socket, with no copy through user space; the pipe comes from
+//! the shard's [`PipePool`], and when the pool is spent (the kernel's
+//! `pipe-user-pages-soft` budget) a stream falls back to ring reads and sends.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Ring;
+use crate::io::{
+    Buf, Connection, Timeouts, full_buffer_error, read_limit, timed_out, write_timed_out,
+};
+use crate::proto::root::RegularFile;
+use crate::server::monitor::ShardStats;
+
+/// Bytes moved per splice: a default pipe's capacity (16 pages).
+const SPLICE_CHUNK: u32 = 64 * 1024;
+/// Bytes read per chunk when no pipe is left.
+const READ_CHUNK: usize = 128 * 1024;
+
+/// A shard's reusable pipes, within the kernel's per-user pipe budget.
+pub struct PipePool {
+    free: RefCell<Vec<(OwnedFd, OwnedFd)>>,
+    live: Cell<usize>,
+    cap: usize,
+}
+
+impl PipePool {
+    /// A pool for one of `shards` shards: each gets an equal share of three
+    /// quarters of `pipe-user-pages-soft` (16 pages a pipe), leaving room for
+    /// everything else the user runs.
+    pub fn for_shard(shards: usize) -> Rc<PipePool> {
+        let soft_pages: usize = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(16384);
+        let total = if soft_pages == 0 {
+            4096 * shards
+        } else {
+            soft_pages / 16 * 3 / 4
+        };
+        Rc::new(PipePool {
+            free: RefCell::new(Vec::new()),
+            live: Cell::new(0),
+            cap: (total / shards.max(1)).max(1),
+        })
+    }
+
+    fn take(&self) -> Option<(OwnedFd, OwnedFd)> {
+        if let Some(p) = self.free.borrow_mut().pop() {
+            return Some(p);
+        }
+        if self.live.get() >= self.cap {
+            return None;
+        }
+        let pipe = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
+        self.live.set(self.live.get() + 1);
+        Some(pipe)
+    }
+
+    /// Return an empty pipe for reuse; a pipe that may hold bytes is closed.
+    fn give_back(&self, pipe: (OwnedFd, OwnedFd), empty: bool) {
+        if empty {
+            self.free.borrow_mut().push(pipe);
+        } else {
+            self.live.set(self.live.get() - 1);
+        }
+    }
+
+    /// Pipes in existence (in use or free), for tests.
+    pub fn live(&self) -> usize {
+        self.live.get()
+    }
+}
+
+/// An accepted TCP connection served through the shard's ring.
+pub struct RingConn {
+    fd: OwnedFd,
+    ring: Ring,
+    peer: SocketAddr,
+    stats: Arc<ShardStats>,
+    timeouts: Timeouts,
+    read_deadline: Option<Instant>,
+    pipes: Rc<PipePool>,
+}
+
+impl RingConn {
+    pub(crate) fn new(
+        fd: OwnedFd,
+        peer: SocketAddr,
+        ring: Ring,
+        pipes: Rc<PipePool>,
+        stats: Arc<ShardStats>,
+        timeouts: Timeouts,
+    ) -> RingConn {
+        RingConn {
+            fd,
+            ring,
+            peer,
+            stats,
+            timeouts,
+            read_deadline: None,
+            pipes,
+        }
+    }
+
+    async fn splice_file(
+        &mut self,
+        file: &RegularFile,
+        pipe: &(OwnedFd, OwnedFd),
+    ) -> (io::Result<u64>, bool) {
+        let (size, sock) = (file.size(), self.fd.as_raw_fd());
+        let (pr, pw) = (pipe.0.as_raw_fd(), pipe.1.as_raw_fd());
+        let mut off = 0u64;
+        while off < size {
+            let want = (size - off).min(SPLICE_CHUNK as u64) as u32;
+            let n = match self
+                .ring
+                .splice(file.as_fd_raw(), Some(off), pw, want)
+                .await
+            {
+                Ok(0) => break, // the file shrank
+                Ok(n) => n,
+                Err(e) => return (Err(e), true),
+            };
+            let mut left = n;
+            while left > 0 {
+                // A splice into a full socket blocks in an io-wq worker, where
+                // a linked timeout cannot reach it: time it here, and on
+                // timeout shut the socket down, which ends the blocked splice
+                // (the connection is over anyway).
+                let limit = self.timeouts.write;
+                let sent = futures_lite::future::or(
+                    self.ring.splice(pr, None, sock, left as u32),
+                    async {
+                        glommio::timer::sleep(limit).await;
+                        // SAFETY: shutdown(2) on a descriptor this connection owns.
+                        unsafe { libc::shutdown(sock, libc::SHUT_RDWR) };
+                        Err(io::ErrorKind::TimedOut.into())
+                    },
+                );
+                match sent.await {
+                    Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), false),
+                    Ok(m) => {
+                        left -= m;
+                        self.stats.sent(m as u64);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        return (Err(write_timed_out(self.timeouts.write)), false);
+                    }
+                    Err(e) => return (Err(e), false),
+                }
+            }
+            off += n as u64;
+            glommio::yield_if_needed().await;
+        }
+        (Ok(off), true)
+    }
+
+    async fn read_send_file(&mut self, file: &RegularFile) -> io::Result<u64> {
+        let size = file.size();
+        let mut off = 0u64;
+        let mut buf = Buf::with_capacity(READ_CHUNK);
+        while off < size {
+            buf.clear();
+            let (n, b) = self.ring.read_at(file.as_fd_raw(), buf, off).await;
+            buf = b;
+            let n = n?;
+            if n == 0 {
+                break; // the file shrank
+            }
+            let n = n.min((size - off) as usize);
+            let (res, b) = self.write_prefix(buf, n).await;
+            buf = b;
+            res?;
+            off += n as u64;
+        }
+        Ok(off)
+    }
+}
+
+impl RegularFile {
+    fn as_fd_raw(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsFd::as_fd(self).as_raw_fd()
+    }
+}
+
+impl Connection for RingConn {
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    async fn read(&mut self, buf: Buf) -> (io::Result<usize>, Buf) {
+        if buf.is_full() {
+            return (Err(full_buffer_error()), buf);
+        }
+        let idle = self.timeouts.idle;
+        let Some((limit, by_deadline)) = read_limit(idle, self.read_deadline) else {
+            return (Err(timed_out(idle, true)), buf);
+        };
+        let (res, buf) = self.ring.recv_within(self.fd.as_raw_fd(), buf, limit).await;
+        match res {
+            Ok(n) => {
+                self.stats.received(n);
+                (Ok(n), buf)
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                (Err(timed_out(idle, by_deadline)), buf)
+            }
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    async fn write_prefix(&mut self, mut buf: Buf, len: usize) -> (io::Result<()>, Buf) {
+        let mut done = 0;
+        while done < len {
+            let (res, b) = self
+                .ring
+                .send_within(self.fd.as_raw_fd(), buf, done, len, self.timeouts.write)
+                .await;
+            buf = b;
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => {
+                    done += n;
+                    self.stats.sent(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return (Err(write_timed_out(self.timeouts.write)), buf);
+                }
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
+        match self.pipes.take() {
+            Some(pipe) => {
+                let (res, empty) = self.splice_file(&file, &pipe).await;
+                self.pipes.give_back(pipe, empty && res.is_ok());
+                res
+            }
+            None => self.read_send_file(&file).await,
+        }
+    }
+
+    fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        self.read_deadline = deadline;
+    }
+
+    async fn yield_if_needed(&mut self) {
+        glommio::yield_if_needed().await;
+    }
+}
