@@ -22,8 +22,10 @@ use crate::io::{
 use crate::proto::root::RegularFile;
 use crate::server::monitor::ShardStats;
 
-/// Bytes moved per splice: a default pipe's capacity (16 pages).
-const SPLICE_CHUNK: u32 = 64 * 1024;
+/// Each pooled pipe's capacity, and so the bytes moved per chained splice.
+const PIPE_SIZE: usize = 256 * 1024;
+/// Bytes moved per splice.
+const SPLICE_CHUNK: u32 = PIPE_SIZE as u32;
 /// Bytes read per chunk when no pipe is left.
 const READ_CHUNK: usize = 128 * 1024;
 
@@ -36,8 +38,8 @@ pub struct PipePool {
 
 impl PipePool {
     /// A pool for one of `shards` shards: each gets an equal share of three
-    /// quarters of `pipe-user-pages-soft` (16 pages a pipe), leaving room for
-    /// everything else the user runs.
+    /// quarters of `pipe-user-pages-soft` (64 pages a pipe), leaving room for
+    /// everything else the user runs; streams beyond it use reads and sends.
     pub fn for_shard(shards: usize) -> Rc<PipePool> {
         let soft_pages: usize = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
             .ok()
@@ -63,6 +65,9 @@ impl PipePool {
             return None;
         }
         let pipe = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
+        // Past the per-user budget the kernel refuses to grow it: then the
+        // default 64 KiB still works, only with more round trips.
+        let _ = rustix::pipe::fcntl_setpipe_size(&pipe.1, PIPE_SIZE);
         self.live.set(self.live.get() + 1);
         Some(pipe)
     }
@@ -123,47 +128,70 @@ impl RingConn {
         let mut off = 0u64;
         while off < size {
             let want = (size - off).min(SPLICE_CHUNK as u64) as u32;
-            let n = match self
-                .ring
-                .splice(file.as_fd_raw(), Some(off), pw, want)
-                .await
-            {
+            // File -> pipe -> socket, chained: one round trip per chunk.
+            let limit = self.timeouts.write;
+            let chained = futures_lite::future::or(
+                async {
+                    Some(
+                        self.ring
+                            .splice_through(file.as_fd_raw(), off, (pr, pw), sock, want)
+                            .await,
+                    )
+                },
+                async {
+                    glommio::timer::sleep(limit).await;
+                    None
+                },
+            );
+            let (into, out) = match chained.await {
+                Some(r) => r,
+                None => return (Err(self.cut_for_write_timeout()), false),
+            };
+            let n = match into {
                 Ok(0) => break, // the file shrank
                 Ok(n) => n,
-                Err(e) => return (Err(e), true),
+                Err(e) => return (Err(e), false),
             };
             let mut left = n;
+            match out {
+                Ok(m) => {
+                    left -= m;
+                    self.stats.sent(m as u64);
+                }
+                Err(e) => return (Err(e), false),
+            }
+            // The chain broke on a short read (or a short send): drain the rest.
             while left > 0 {
-                // A splice into a full socket blocks in an io-wq worker, where
-                // a linked timeout cannot reach it: time it here, and on
-                // timeout shut the socket down, which ends the blocked splice
-                // (the connection is over anyway).
-                let limit = self.timeouts.write;
                 let sent = futures_lite::future::or(
-                    self.ring.splice(pr, None, sock, left as u32),
+                    async { Some(self.ring.splice(pr, None, sock, left as u32).await) },
                     async {
                         glommio::timer::sleep(limit).await;
-                        // SAFETY: shutdown(2) on a descriptor this connection owns.
-                        unsafe { libc::shutdown(sock, libc::SHUT_RDWR) };
-                        Err(io::ErrorKind::TimedOut.into())
+                        None
                     },
                 );
                 match sent.await {
-                    Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), false),
-                    Ok(m) => {
+                    None => return (Err(self.cut_for_write_timeout()), false),
+                    Some(Ok(0)) => return (Err(io::ErrorKind::WriteZero.into()), false),
+                    Some(Ok(m)) => {
                         left -= m;
                         self.stats.sent(m as u64);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                        return (Err(write_timed_out(self.timeouts.write)), false);
-                    }
-                    Err(e) => return (Err(e), false),
+                    Some(Err(e)) => return (Err(e), false),
                 }
             }
             off += n as u64;
             glommio::yield_if_needed().await;
         }
         (Ok(off), true)
+    }
+
+    /// A splice into a full socket blocks in an io-wq worker, where a linked
+    /// timeout cannot reach it: on timeout, shut the socket down, which ends
+    /// the blocked splice (the connection is over anyway).
+    fn cut_for_write_timeout(&self) -> io::Error {
+        // SAFETY: shutdown(2) on a descriptor this connection owns.
+        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+        write_timed_out(self.timeouts.write)
     }
 
     async fn read_send_file(&mut self, file: &RegularFile) -> io::Result<u64> {

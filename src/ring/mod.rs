@@ -258,6 +258,41 @@ impl Inner {
         }
     }
 
+    /// Queue two SQEs as a chain: the second starts only if the first
+    /// completes in full (a short first result cancels the second).
+    pub(crate) fn push_chain(
+        &self,
+        first: squeue::Entry,
+        first_key: u64,
+        second: squeue::Entry,
+        second_key: u64,
+    ) {
+        let pair = [
+            first.user_data(first_key).flags(squeue::Flags::IO_LINK),
+            second.user_data(second_key),
+        ];
+        let mut uring = self.uring.borrow_mut();
+        loop {
+            // SAFETY: as for `push`: each SQE points only into its own op's data.
+            let pushed = unsafe { uring.submission().push_multiple(&pair) };
+            if pushed.is_ok() {
+                break;
+            }
+            drop(uring);
+            self.submit_now();
+            uring = self.uring.borrow_mut();
+        }
+        drop(uring);
+        let mut s = self.stats.get();
+        s.pushed += 2;
+        self.stats.set(s);
+        if !self.needs_submit.replace(true)
+            && let Some(w) = self.submitter.take()
+        {
+            w.wake();
+        }
+    }
+
     /// One `io_uring_enter` for everything queued.
     pub(crate) fn submit_now(&self) {
         self.needs_submit.set(false);

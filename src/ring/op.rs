@@ -160,6 +160,41 @@ impl<T: 'static> Op<T> {
         }
     }
 
+    /// Push two operations as a chain (see `Inner::push_chain`).
+    ///
+    /// # Safety
+    /// As for [`Op::push`], for each SQE and its data.
+    pub(crate) unsafe fn push_chain<U: 'static>(
+        ring: &Ring,
+        first: squeue::Entry,
+        first_data: T,
+        second: squeue::Entry,
+        second_data: U,
+    ) -> (Op<T>, Op<U>) {
+        let (k1, k2) = {
+            let mut slots = ring.inner().slots.borrow_mut();
+            (
+                slots.insert(Slot::Waiting(None)),
+                slots.insert(Slot::Waiting(None)),
+            )
+        };
+        ring.inner().push_chain(first, k1 as u64, second, k2 as u64);
+        (
+            Op {
+                ring: ring.clone(),
+                key: Some(k1),
+                data: Some(first_data),
+                discard: None,
+            },
+            Op {
+                ring: ring.clone(),
+                key: Some(k2),
+                data: Some(second_data),
+                discard: None,
+            },
+        )
+    }
+
     /// If this operation is dropped before its result is taken, release
     /// that result with `discard` (e.g. close the descriptor it created).
     pub(crate) fn discard_with(mut self, discard: Discard) -> Self {

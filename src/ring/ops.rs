@@ -162,6 +162,32 @@ impl Ring {
         c.into_result().map(|n| n as usize)
     }
 
+    /// Splice up to `len` bytes of `file` at `offset` into the pipe
+    /// `(pipe_r, pipe_w)` and, chained in the same submission, from the pipe
+    /// into `sock`: one round trip per chunk. Returns (bytes into the pipe,
+    /// bytes out to the socket); when the first moved fewer than `len`, the
+    /// second was cancelled and reports 0: the caller drains the pipe.
+    pub async fn splice_through(
+        &self,
+        file: RawFd,
+        offset: u64,
+        pipe: (RawFd, RawFd),
+        sock: RawFd,
+        len: u32,
+    ) -> (io::Result<usize>, io::Result<usize>) {
+        let into =
+            opcode::Splice::new(types::Fd(file), offset as i64, types::Fd(pipe.1), -1, len).build();
+        let out = opcode::Splice::new(types::Fd(pipe.0), -1, types::Fd(sock), -1, len).build();
+        // SAFETY: splice points at no memory.
+        let (a, b) = unsafe { Op::push_chain(self, into, (), out, ()) };
+        let ((ca, ()), (cb, ())) = futures_lite::future::zip(a, b).await;
+        let second = match cb.into_result() {
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Ok(0),
+            r => r.map(|n| n as usize),
+        };
+        (ca.into_result().map(|n| n as usize), second)
+    }
+
     /// `openat2(dirfd, path, how)` through the ring; the new descriptor.
     pub async fn openat2(
         &self,
