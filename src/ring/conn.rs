@@ -26,6 +26,8 @@ use crate::server::monitor::ShardStats;
 const PIPE_SIZE: usize = 256 * 1024;
 /// Bytes moved per splice.
 const SPLICE_CHUNK: u32 = PIPE_SIZE as u32;
+/// Empty pipes a shard keeps for the next streams; more are closed.
+const IDLE_PIPES: usize = 8;
 /// Bytes read per chunk when no pipe is left.
 const READ_CHUNK: usize = 128 * 1024;
 
@@ -45,15 +47,21 @@ impl PipePool {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(16384);
+        let pages_per_pipe = PIPE_SIZE / 4096;
         let total = if soft_pages == 0 {
-            4096 * shards
+            1024 * shards
         } else {
-            soft_pages / 16 * 3 / 4
+            soft_pages / pages_per_pipe * 3 / 4
         };
+        PipePool::with_cap((total / shards.max(1)).max(1))
+    }
+
+    /// A pool of at most `cap` pipes.
+    pub fn with_cap(cap: usize) -> Rc<PipePool> {
         Rc::new(PipePool {
             free: RefCell::new(Vec::new()),
             live: Cell::new(0),
-            cap: (total / shards.max(1)).max(1),
+            cap,
         })
     }
 
@@ -72,10 +80,12 @@ impl PipePool {
         Some(pipe)
     }
 
-    /// Return an empty pipe for reuse; a pipe that may hold bytes is closed.
+    /// Return an empty pipe for reuse; a pipe that may hold bytes is closed,
+    /// and so is one beyond the few kept idle (a quiet server holds few).
     fn give_back(&self, pipe: (OwnedFd, OwnedFd), empty: bool) {
-        if empty {
-            self.free.borrow_mut().push(pipe);
+        let mut free = self.free.borrow_mut();
+        if empty && free.len() < IDLE_PIPES {
+            free.push(pipe);
         } else {
             self.live.set(self.live.get() - 1);
         }
@@ -288,5 +298,35 @@ impl Connection for RingConn {
 
     async fn yield_if_needed(&mut self) {
         glommio::yield_if_needed().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_reuses_pipes_and_never_exceeds_its_budget() {
+        let pool = PipePool::with_cap(3);
+        let taken: Vec<_> = (0..3)
+            .map(|_| pool.take().expect("within budget"))
+            .collect();
+        assert!(
+            pool.take().is_none(),
+            "a fourth pipe beyond a budget of three"
+        );
+        assert_eq!(pool.live(), 3);
+        let mut it = taken.into_iter();
+        pool.give_back(it.next().unwrap(), true); // empty: kept for reuse
+        pool.give_back(it.next().unwrap(), false); // may hold bytes: closed
+        assert_eq!(pool.live(), 2);
+        let reused = pool.take().expect("the kept pipe");
+        assert_eq!(pool.live(), 2, "reuse must not create a pipe");
+        assert!(
+            pool.take().is_some(),
+            "the closed one's budget is free again"
+        );
+        assert!(pool.take().is_none());
+        drop(reused);
     }
 }

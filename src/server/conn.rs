@@ -1,4 +1,5 @@
-//! [`Connection`] on glommio's own sockets and buffered file reads.
+//! [`Connection`] on glommio's own sockets and buffered file reads: the
+//! `glommio` backend, kept to measure the completion ring against.
 //!
 //! glommio's sockets are readiness-based (a non-blocking `recv`, then an
 //! io_uring poll on EAGAIN), so the buffers lent to them are only touched
@@ -26,8 +27,8 @@ use crate::proto::root::RegularFile;
 
 /// Bytes read from a file per io_uring read; two are in memory at most.
 ///
-/// Measured with `cargo bench --bench file_read`: 128 KiB chunks ran as fast
-/// as larger ones on warm files.
+/// The chunk size `cargo bench --bench file_read` measured buffered reads
+/// with (BENCHMARKS.md); not tuned further for this comparison path.
 pub const FILE_CHUNK: usize = 128 * 1024;
 
 /// An accepted TCP connection on a glommio shard.

@@ -7,14 +7,16 @@
 //! asked for, or with an error as soon as a shard's thread dies, so a process
 //! never runs on with a dead listener swallowing connections.
 //!
-//! Two backends run the same protocols: `uring` (glommio shards, here) and
-//! `epoll` (tokio shards, in `crate::epoll`); `auto` picks uring when
-//! [`probe`](crate::probe) says io_uring works and says why when it falls back.
+//! Backends run the same protocols: `uring` (glommio shards whose sockets and
+//! files go through a completion ring, `crate::ring`), `glommio` (the same
+//! shards on glommio's own sockets, for comparison) and `epoll` (tokio
+//! shards, `crate::epoll`); `auto` picks uring when [`probe`](crate::probe)
+//! says io_uring works and says why when it falls back.
 //!
 //! Rooms: `placement` (which CPUs), `listener` (sockets), `limits`
 //! (locked memory), `control` (shard plumbing), `admit` (accept policy),
-//! `shard` (the glommio shard), `isolate` (panics), `conn` (the glommio
-//! [`Connection`](crate::Connection)).
+//! `shard` (the glommio shard), `isolate` (panics), `monitor` (live
+//! figures), `conn` (the glommio-socket [`Connection`](crate::Connection)).
 
 use std::future::Future;
 use std::io;
