@@ -195,30 +195,7 @@ impl Ring {
 impl Inner {
     /// Queue `sqe` for the slot `key` (or detached), to go out this turn.
     pub(crate) fn push(&self, sqe: squeue::Entry, key: u64) {
-        let sqe = sqe.user_data(key);
-        let mut uring = self.uring.borrow_mut();
-        loop {
-            // SAFETY: every buffer the SQE points to is owned by the slot's
-            // operation data, which the slab keeps alive until the completion
-            // (or, for detached cancels, the SQE points to no memory).
-            let pushed = unsafe { uring.submission().push(&sqe) };
-            if pushed.is_ok() {
-                break;
-            }
-            // Full: send what is queued now, then retry.
-            drop(uring);
-            self.submit_now();
-            uring = self.uring.borrow_mut();
-        }
-        drop(uring);
-        let mut s = self.stats.get();
-        s.pushed += 1;
-        self.stats.set(s);
-        if !self.needs_submit.replace(true)
-            && let Some(w) = self.submitter.take()
-        {
-            w.wake();
-        }
+        self.enqueue(&[sqe.user_data(key)]);
     }
 
     /// Queue `sqe` for slot `key`, linked to a timeout: if it has not
@@ -229,33 +206,12 @@ impl Inner {
         key: u64,
         timespec: *const types::Timespec,
     ) {
-        let pair = [
+        self.enqueue(&[
             sqe.user_data(key).flags(squeue::Flags::IO_LINK),
             io_uring::opcode::LinkTimeout::new(timespec)
                 .build()
                 .user_data(DETACHED),
-        ];
-        let mut uring = self.uring.borrow_mut();
-        loop {
-            // SAFETY: as for `push`; the timespec is owned by the op's data
-            // and the kernel copies it when the SQE is submitted.
-            let pushed = unsafe { uring.submission().push_multiple(&pair) };
-            if pushed.is_ok() {
-                break;
-            }
-            drop(uring);
-            self.submit_now();
-            uring = self.uring.borrow_mut();
-        }
-        drop(uring);
-        let mut s = self.stats.get();
-        s.pushed += 2;
-        self.stats.set(s);
-        if !self.needs_submit.replace(true)
-            && let Some(w) = self.submitter.take()
-        {
-            w.wake();
-        }
+        ]);
     }
 
     /// Queue two SQEs as a chain: the second starts only if the first
@@ -267,14 +223,23 @@ impl Inner {
         second: squeue::Entry,
         second_key: u64,
     ) {
-        let pair = [
+        self.enqueue(&[
             first.user_data(first_key).flags(squeue::Flags::IO_LINK),
             second.user_data(second_key),
-        ];
+        ]);
+    }
+
+    /// Put `entries` on the submission queue together (a linked chain must
+    /// be contiguous), submitting early if it is full, and have the
+    /// submitter send them this turn.
+    fn enqueue(&self, entries: &[squeue::Entry]) {
         let mut uring = self.uring.borrow_mut();
         loop {
-            // SAFETY: as for `push`: each SQE points only into its own op's data.
-            let pushed = unsafe { uring.submission().push_multiple(&pair) };
+            // SAFETY: every pointer in these SQEs points into data owned by
+            // its operation's slot, alive until that operation's completion
+            // (detached cancels point at no memory; a linked timeout's
+            // timespec is copied by the kernel at submission).
+            let pushed = unsafe { uring.submission().push_multiple(entries) };
             if pushed.is_ok() {
                 break;
             }
@@ -284,7 +249,7 @@ impl Inner {
         }
         drop(uring);
         let mut s = self.stats.get();
-        s.pushed += 2;
+        s.pushed += entries.len() as u64;
         self.stats.set(s);
         if !self.needs_submit.replace(true)
             && let Some(w) = self.submitter.take()
