@@ -14,7 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::proto::root::RegularFile;
+use crate::proto::root::{OpenError, RegularFile, Root};
 
 /// A fixed-size, owned byte buffer with a filled front part.
 ///
@@ -135,6 +135,17 @@ pub trait Connection {
     fn write_all(&mut self, buf: Buf) -> impl Future<Output = (io::Result<()>, Buf)> {
         let len = buf.len();
         self.write_prefix(buf, len)
+    }
+
+    /// Open the file `request` names beneath `root` (see [`Root::open_file`]).
+    /// A backend with its own ring opens through it, so that a path lookup
+    /// that must go to the disk does not stall the core.
+    fn open_file(
+        &mut self,
+        root: &Root,
+        request: &[u8],
+    ) -> impl Future<Output = Result<RegularFile, OpenError>> {
+        async move { root.open_file(request) }
     }
 
     /// Stream `file` from its start, at most the size it had when opened.

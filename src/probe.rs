@@ -252,7 +252,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "ringlet uses:        a ring per shard with {}; {} accept; RECV and SEND with LINK_TIMEOUT; \
-                 SPLICE file->pipe->socket (READ+SEND when out of pipes); eventfd to glommio",
+                 OPENAT2 beneath the root; SPLICE file->pipe->socket (READ+SEND when out of pipes); eventfd to glommio",
                 if flags.is_empty() {
                     "no setup flags".to_string()
                 } else {

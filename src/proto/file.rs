@@ -96,7 +96,7 @@ impl Protocol for FileServer {
             };
             let path = &buf.filled()[..len];
             debug!("file: {peer} requested {}", DisplayPath(path));
-            let file = match self.root.open_file(path) {
+            let file = match conn.open_file(&self.root, path).await {
                 Ok(file) => file,
                 Err(reason) => {
                     warn!(

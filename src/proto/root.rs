@@ -10,7 +10,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -89,31 +89,66 @@ impl Root {
     /// slashes are dropped, so `/tmp/y` means `ROOT/tmp/y`. Never blocks on a
     /// FIFO or device, and refuses everything that is not a regular file.
     pub fn open_file(&self, request: &[u8]) -> Result<RegularFile, OpenError> {
-        let relative = strip_leading_slashes(request);
-        if relative.is_empty() {
-            return Err(OpenError::Empty);
-        }
+        let relative = relative_path(request)?;
         let fd = rustix::fs::openat2(
             &self.dir,
             OsStr::from_bytes(relative),
-            // O_NONBLOCK: opening a FIFO with no writer must not wait.
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            OPEN_FLAGS,
             Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            RESOLVE,
         )
         .map_err(open_error)?;
-        let stat = rustix::fs::fstat(&fd).map_err(|e| OpenError::Io(e.into()))?;
-        let kind = FileType::from_raw_mode(stat.st_mode);
-        if kind != FileType::RegularFile {
-            return Err(OpenError::NotRegular(file_type_name(kind)));
-        }
-        // Reads go through io_uring, which honours O_NONBLOCK on a regular file
-        // by failing with EAGAIN instead of waiting for the disk: clear it.
-        rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(|e| OpenError::Io(e.into()))?;
-        Ok(RegularFile {
-            fd,
-            size: stat.st_size as u64,
-        })
+        finish_open(fd)
+    }
+
+    /// The root directory's descriptor, for a backend that opens beneath it
+    /// itself (with [`OPEN_FLAGS`] and [`RESOLVE`]).
+    pub fn dir(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+}
+
+/// How every file is opened: read-only; O_NONBLOCK so that opening a FIFO
+/// with no writer cannot wait.
+pub const OPEN_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOCTTY);
+
+/// How every path is resolved: beneath the root, no magic links.
+pub const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// The request as a path relative to the root: leading slashes dropped, the
+/// way a URL path resolves. An empty path is refused.
+pub fn relative_path(request: &[u8]) -> Result<&[u8], OpenError> {
+    let relative = strip_leading_slashes(request);
+    if relative.is_empty() {
+        return Err(OpenError::Empty);
+    }
+    Ok(relative)
+}
+
+/// After `openat2` with [`OPEN_FLAGS`] and [`RESOLVE`] succeeded: keep only
+/// regular files, note the size, and clear O_NONBLOCK (io_uring honours it
+/// on a regular file by failing with EAGAIN instead of waiting for the disk).
+pub fn finish_open(fd: OwnedFd) -> Result<RegularFile, OpenError> {
+    let stat = rustix::fs::fstat(&fd).map_err(|e| OpenError::Io(e.into()))?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    if kind != FileType::RegularFile {
+        return Err(OpenError::NotRegular(file_type_name(kind)));
+    }
+    rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(|e| OpenError::Io(e.into()))?;
+    Ok(RegularFile {
+        fd,
+        size: stat.st_size as u64,
+    })
+}
+
+/// What an `openat2` failure means for the client.
+pub fn open_error_from_io(e: &std::io::Error) -> OpenError {
+    match e.raw_os_error() {
+        Some(errno) => open_error(rustix::io::Errno::from_raw_os_error(errno)),
+        None => OpenError::Io(std::io::Error::new(e.kind(), e.to_string())),
     }
 }
 

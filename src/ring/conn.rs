@@ -2,7 +2,9 @@
 //!
 //! Every operation is a ring operation with an owned buffer: `recv` and
 //! `send` carry a linked timeout (idle, request deadline, write timeout), so
-//! no user-space timer is armed per message. Files go out by `splice`,
+//! no user-space timer is armed per message. Files are opened by `openat2`
+//! through the ring (a lookup that must read the disk does not stall the
+//! core) and go out by `splice`,
 //! file → pipe → socket, with no copy through user space; the pipe comes from
 //! the shard's [`PipePool`], and when the pool is spent (the kernel's
 //! `pipe-user-pages-soft` budget) a stream falls back to ring reads and sends.
@@ -10,7 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +21,7 @@ use super::Ring;
 use crate::io::{
     Buf, Connection, Timeouts, full_buffer_error, read_limit, timed_out, write_timed_out,
 };
-use crate::proto::root::RegularFile;
+use crate::proto::root::{self, OpenError, RegularFile, Root};
 use crate::server::monitor::ShardStats;
 
 /// Each pooled pipe's capacity, and so the bytes moved per chained splice.
@@ -279,6 +281,22 @@ impl Connection for RingConn {
             }
         }
         (Ok(()), buf)
+    }
+
+    async fn open_file(&mut self, root: &Root, request: &[u8]) -> Result<RegularFile, OpenError> {
+        let relative = root::relative_path(request)?;
+        let fd = self
+            .ring
+            .openat2(
+                root.dir().as_raw_fd(),
+                relative,
+                root::OPEN_FLAGS.bits() as u64,
+                root::RESOLVE.bits(),
+            )
+            .await
+            .map_err(|e| root::open_error_from_io(&e))?;
+        // SAFETY: the ring opened this descriptor for us alone.
+        root::finish_open(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
