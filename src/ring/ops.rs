@@ -49,11 +49,7 @@ impl Ring {
         let sqe = opcode::Recv::new(types::Fd(fd), spare.as_mut_ptr(), spare.len() as u32).build();
         // SAFETY: the SQE points into `buf`'s heap bytes, owned by the op.
         let (c, mut buf) = unsafe { Op::push(self, sqe, buf) }.await;
-        let res = c.into_result().map(|n| {
-            buf.advance(n as usize);
-            n as usize
-        });
-        (res, buf)
+        (filled(c, &mut buf), buf)
     }
 
     /// Receive into `buf`'s spare room, giving up after `limit`
@@ -72,17 +68,7 @@ impl Ring {
         // box, both owned by the op.
         let (c, (mut buf, _ts)) =
             unsafe { Op::push_with_timeout(self, sqe, ts_ptr, (buf, ts)) }.await;
-        let res = match c.into_result() {
-            Ok(n) => {
-                buf.advance(n as usize);
-                Ok(n as usize)
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
-                Err(io::ErrorKind::TimedOut.into())
-            }
-            Err(e) => Err(e),
-        };
-        (res, buf)
+        (filled(timed_out_if_cancelled(c), &mut buf), buf)
     }
 
     /// Send `buf.filled()[from..to]` once, giving up after `limit`
@@ -104,13 +90,7 @@ impl Ring {
         // SAFETY: the SQE points into `buf`'s heap bytes and the timespec's
         // box, both owned by the op.
         let (c, (buf, _ts)) = unsafe { Op::push_with_timeout(self, sqe, ts_ptr, (buf, ts)) }.await;
-        let res = match c.into_result() {
-            Ok(n) => Ok(n as usize),
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
-                Err(io::ErrorKind::TimedOut.into())
-            }
-            Err(e) => Err(e),
-        };
+        let res = timed_out_if_cancelled(c).into_result().map(|n| n as usize);
         (res, buf)
     }
 
@@ -139,11 +119,7 @@ impl Ring {
             .build();
         // SAFETY: the SQE points into `buf`'s heap bytes, owned by the op.
         let (c, mut buf) = unsafe { Op::push(self, sqe, buf) }.await;
-        let res = c.into_result().map(|n| {
-            buf.advance(n as usize);
-            n as usize
-        });
-        (res, buf)
+        (filled(c, &mut buf), buf)
     }
 
     /// Move up to `len` bytes from `fd_in` at `off_in` (or its position when
@@ -206,6 +182,27 @@ impl Ring {
             .discard_with(close_fd)
             .await;
         c.into_result().map(|fd| fd as RawFd)
+    }
+}
+
+/// A read-like completion: on success, mark that many bytes of `buf` filled.
+fn filled(c: Completion, buf: &mut Buf) -> io::Result<usize> {
+    c.into_result().map(|n| {
+        buf.advance(n as usize);
+        n as usize
+    })
+}
+
+/// An operation cancelled by its linked timeout ran out of time: -ETIME
+/// rather than -ECANCELED, so that `into_result` says `TimedOut`.
+fn timed_out_if_cancelled(c: Completion) -> Completion {
+    if c.result == -libc::ECANCELED {
+        Completion {
+            result: -libc::ETIMEDOUT,
+            ..c
+        }
+    } else {
+        c
     }
 }
 
