@@ -6,102 +6,17 @@
 //! can own the memory while the kernel writes into it. Nothing here ever lends
 //! the kernel a `&mut [u8]` that a dropped future could free.
 //!
-//! This module never touches a socket itself; backends live in `server/`
-//! (glommio) and, later, `ring/` and `epoll/`.
+//! This module never touches a socket itself; backends live in `ring/`
+//! (the default), `epoll/` and `server/conn.rs` (glommio's sockets). The
+//! buffer itself is [`Buf`], in `buf.rs`.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use crate::buf::Buf;
 use crate::proto::root::{OpenError, RegularFile, Root};
-
-/// A fixed-size, owned byte buffer with a filled front part.
-///
-/// `Buf` never grows: its capacity is chosen once, which is what bounds a
-/// connection's memory. The bytes are zero-initialised once at creation, so a
-/// backend can hand out the spare part as an ordinary `&mut [u8]`.
-#[derive(Debug)]
-pub struct Buf {
-    bytes: Box<[u8]>,
-    filled: usize,
-}
-
-impl Buf {
-    /// A buffer able to hold `capacity` bytes, empty.
-    pub fn with_capacity(capacity: usize) -> Buf {
-        Buf {
-            bytes: vec![0; capacity].into_boxed_slice(),
-            filled: 0,
-        }
-    }
-
-    /// The bytes received so far.
-    pub fn filled(&self) -> &[u8] {
-        &self.bytes[..self.filled]
-    }
-
-    /// How many bytes are filled.
-    pub fn len(&self) -> usize {
-        self.filled
-    }
-
-    /// True when nothing is filled.
-    pub fn is_empty(&self) -> bool {
-        self.filled == 0
-    }
-
-    /// The most bytes this buffer can hold.
-    pub fn capacity(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// True when there is no room left to read into.
-    pub fn is_full(&self) -> bool {
-        self.filled == self.bytes.len()
-    }
-
-    /// Forget every filled byte.
-    pub fn clear(&mut self) {
-        self.filled = 0;
-    }
-
-    /// Drop the first `n` filled bytes, moving the rest to the front.
-    ///
-    /// # Panics
-    /// If `n` is more than [`Buf::len`].
-    pub fn consume(&mut self, n: usize) {
-        assert!(
-            n <= self.filled,
-            "consume({n}) past the filled {}",
-            self.filled
-        );
-        self.bytes.copy_within(n..self.filled, 0);
-        self.filled -= n;
-    }
-
-    /// Append `data`; returns how many bytes fitted.
-    pub fn extend_from_slice(&mut self, data: &[u8]) -> usize {
-        let n = data.len().min(self.capacity() - self.filled);
-        self.bytes[self.filled..self.filled + n].copy_from_slice(&data[..n]);
-        self.filled += n;
-        n
-    }
-
-    /// The unfilled part, for a backend to read into. Follow with [`Buf::advance`].
-    pub fn spare_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes[self.filled..]
-    }
-
-    /// Mark `n` more bytes of the spare part as filled.
-    ///
-    /// # Panics
-    /// If `n` is more than the spare room.
-    pub fn advance(&mut self, n: usize) {
-        assert!(self.filled + n <= self.capacity(), "advance past capacity");
-        self.filled += n;
-    }
-}
 
 /// One accepted client connection, as a protocol sees it.
 ///
@@ -225,26 +140,4 @@ pub(crate) fn full_buffer_error() -> io::Error {
         io::ErrorKind::InvalidInput,
         "read into a full buffer (consume some bytes first)",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn consume_moves_the_tail_to_the_front() {
-        let mut b = Buf::with_capacity(8);
-        assert_eq!(b.extend_from_slice(b"abc\ndef"), 7);
-        b.consume(4);
-        assert_eq!(b.filled(), b"def");
-        assert_eq!(b.spare_mut().len(), 5);
-    }
-
-    #[test]
-    fn extend_stops_at_capacity() {
-        let mut b = Buf::with_capacity(3);
-        assert_eq!(b.extend_from_slice(b"abcdef"), 3);
-        assert!(b.is_full());
-        assert_eq!(b.filled(), b"abc");
-    }
 }

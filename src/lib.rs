@@ -44,6 +44,7 @@
 //! [`proto::file::FileServer`]; `ringlet serve` runs them.
 
 pub mod bench;
+pub mod buf;
 pub mod epoll;
 pub mod io;
 pub mod probe;

@@ -43,6 +43,8 @@ pub struct Report {
     pub opcodes: Vec<(&'static str, bool)>,
     /// Each setup flag and whether a ring could be built with it.
     pub setup_flags: Vec<(&'static str, bool)>,
+    /// Whether a provided-buffer ring could be registered (Linux 5.19).
+    pub buffer_ring: bool,
     /// RLIMIT_MEMLOCK soft and hard, in bytes (`None`: unlimited).
     pub memlock: (Option<u64>, Option<u64>),
     /// The CPUs this process may run on.
@@ -66,8 +68,10 @@ impl Report {
                 s.lines()
                     .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
             });
+        let mut buffer_ring = false;
         let (setup, opcodes) = match IoUring::new(4) {
             Ok(ring) => {
+                buffer_ring = crate::ring::bufs::BufRing::register(&ring, 1, 4096).is_ok();
                 let mut probe = Probe::new();
                 let opcodes = match ring.submitter().register_probe(&mut probe) {
                     Ok(()) => OPCODES
@@ -94,6 +98,7 @@ impl Report {
             setup,
             opcodes,
             setup_flags,
+            buffer_ring,
             memlock: (limit.current, limit.maximum),
             cpus: crate::server::placement::allowed_cpus().unwrap_or_default(),
         }
@@ -233,11 +238,13 @@ impl fmt::Display for Report {
             let at_least = |a, b| (major, minor) >= (a, b);
             writeln!(
                 f,
-                "by kernel version:   multishot accept={} buffer rings={} multishot recv={}",
-                yes(at_least(5, 19)),
+                "by kernel version:   multishot accept={} multishot recv={}",
                 yes(at_least(5, 19)),
                 yes(at_least(6, 0))
             )?;
+        }
+        if self.uring_ok() {
+            writeln!(f, "buffer rings:        {}", yes(self.buffer_ring))?;
         }
         if self.uring_ok() {
             let has = |n: &str| self.setup_flags.iter().any(|(f, ok)| *f == n && *ok);
@@ -251,7 +258,7 @@ impl fmt::Display for Report {
             let multishot = self.version.is_some_and(|v| v >= (5, 19));
             writeln!(
                 f,
-                "ringlet uses:        a ring per shard with {}; {} accept; RECV and SEND with LINK_TIMEOUT; \
+                "ringlet uses:        a ring per shard with {}; {} accept; RECV {} and SEND, each with LINK_TIMEOUT; \
                  OPENAT2 beneath the root; SPLICE file->pipe->socket (READ+SEND when out of pipes); eventfd to glommio",
                 if flags.is_empty() {
                     "no setup flags".to_string()
@@ -262,6 +269,15 @@ impl fmt::Display for Report {
                     "multishot"
                 } else {
                     "single-shot"
+                },
+                if self.buffer_ring {
+                    format!(
+                        "into a provided-buffer ring ({} x {} KiB per shard) while a connection's buffer is empty",
+                        crate::ring::RECV_BUFFERS,
+                        crate::ring::RECV_BUFFER_SIZE / 1024
+                    )
+                } else {
+                    "into each connection's own buffer".to_string()
                 }
             )?;
         }

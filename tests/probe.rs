@@ -84,6 +84,8 @@ fn probe_says_uring_works_here() {
         "ACCEPT=yes",
         "SPLICE=",
         "SINGLE_ISSUER=",
+        "buffer rings:        yes",
+        "RECV into a provided-buffer ring",
         "RLIMIT_MEMLOCK:",
         "CPUs allowed:",
         "verdict:             the uring backend can start",

@@ -1,8 +1,12 @@
 //! [`Connection`] on the completion ring: the uring backend's sockets.
 //!
-//! Every operation is a ring operation with an owned buffer: `recv` and
-//! `send` carry a linked timeout (idle, request deadline, write timeout), so
-//! no user-space timer is armed per message. Files are opened by `openat2`
+//! Every operation is a ring operation: `recv` and `send` carry a linked
+//! timeout (idle, request deadline, write timeout), so no user-space timer is
+//! armed per message. A read into an empty buffer parks it and receives into
+//! one of the shard's provided buffers, then copies: an idle connection
+//! holds no buffer. While data keeps coming (the kernel says more is
+//! waiting, or a receive filled all the room it had), reads go straight
+//! into the connection's own buffer instead. Files are opened by `openat2`
 //! through the ring (a lookup that must read the disk does not stall the
 //! core) and go out by `splice`,
 //! file → pipe → socket, with no copy through user space; the pipe comes from
@@ -15,7 +19,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Ring;
 use crate::io::{
@@ -108,6 +112,8 @@ pub struct RingConn {
     timeouts: Timeouts,
     read_deadline: Option<Instant>,
     pipes: Rc<PipePool>,
+    /// More data is likely waiting: receive into our own buffer directly.
+    streaming: bool,
 }
 
 impl RingConn {
@@ -127,6 +133,7 @@ impl RingConn {
             timeouts,
             read_deadline: None,
             pipes,
+            streaming: false,
         }
     }
 
@@ -239,7 +246,7 @@ impl Connection for RingConn {
         self.peer
     }
 
-    async fn read(&mut self, buf: Buf) -> (io::Result<usize>, Buf) {
+    async fn read(&mut self, mut buf: Buf) -> (io::Result<usize>, Buf) {
         if buf.is_full() {
             return (Err(full_buffer_error()), buf);
         }
@@ -247,16 +254,35 @@ impl Connection for RingConn {
         let Some((limit, by_deadline)) = read_limit(idle, self.read_deadline) else {
             return (Err(timed_out(idle, true)), buf);
         };
-        let (res, buf) = self.ring.recv_within(self.fd.as_raw_fd(), buf, limit).await;
+        let fd = self.fd.as_raw_fd();
+        if buf.is_empty() && !self.streaming && self.ring.buffers().is_some() {
+            buf.park();
+            match self
+                .ring
+                .recv_provided_within(fd, buf.capacity(), limit)
+                .await
+            {
+                Ok(got) => {
+                    let n = buf.extend_from_slice(got.bytes());
+                    self.streaming = got.more_waiting();
+                    self.stats.received(n);
+                    return (Ok(n), buf);
+                }
+                // Every provided buffer is in use: data is there, take it
+                // into our own buffer below.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(e) => return (Err(read_error(e, idle, by_deadline)), buf),
+            }
+        }
+        let room = buf.capacity() - buf.len();
+        let (res, buf) = self.ring.recv_within(fd, buf, limit).await;
         match res {
             Ok(n) => {
+                self.streaming = n == room;
                 self.stats.received(n);
                 (Ok(n), buf)
             }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                (Err(timed_out(idle, by_deadline)), buf)
-            }
-            Err(e) => (Err(e), buf),
+            Err(e) => (Err(read_error(e, idle, by_deadline)), buf),
         }
     }
 
@@ -316,6 +342,15 @@ impl Connection for RingConn {
 
     async fn yield_if_needed(&mut self) {
         glommio::yield_if_needed().await;
+    }
+}
+
+/// A timed-out receive says which limit ran out.
+fn read_error(e: io::Error, idle: Duration, by_deadline: bool) -> io::Error {
+    if e.kind() == io::ErrorKind::TimedOut {
+        timed_out(idle, by_deadline)
+    } else {
+        e
     }
 }
 

@@ -13,6 +13,10 @@
 //!   and wakes a submitter task, which runs after the tasks already ready in
 //!   this executor turn: one `io_uring_enter` per turn, not per operation.
 //!
+//! - **Receive buffers are provided** (see [`bufs`]): a `recv` waiting for
+//!   data holds no memory of its own; the kernel picks a shard buffer when
+//!   bytes arrive.
+//!
 //! Setup flags are probed: `SINGLE_ISSUER` and `COOP_TASKRUN` where the kernel
 //! has them, none on older 5.x kernels. `DEFER_TASKRUN` is deliberately not
 //! used: it posts completions only inside our own `io_uring_enter`, so the
@@ -31,11 +35,21 @@ use std::task::{Poll, Waker};
 use io_uring::{IoUring, cqueue, squeue, types};
 use slab::Slab;
 
+pub mod bufs;
 pub mod conn;
 pub mod op;
 pub mod ops;
 
-use op::Slot;
+use bufs::BufRing;
+use op::{Completion, Slot};
+
+/// Completion queue entries per submission queue entry.
+const CQ_PER_SQ: u32 = 8;
+
+/// Receive buffers per shard, and their size: 4 MiB of address space, of
+/// which only the pages the kernel wrote into become resident.
+pub const RECV_BUFFERS: u16 = 256;
+pub const RECV_BUFFER_SIZE: u32 = 16 * 1024;
 
 /// `user_data` of operations whose completion nobody waits for (cancels).
 const DETACHED: u64 = u64::MAX;
@@ -45,6 +59,8 @@ const DETACHED: u64 = u64::MAX;
 pub struct Features {
     pub single_issuer: bool,
     pub coop_taskrun: bool,
+    /// A provided-buffer ring is registered (Linux 5.19).
+    pub provided_buffers: bool,
 }
 
 /// Counters, for tests and benchmarks.
@@ -56,6 +72,8 @@ pub struct RingStats {
     pub pushed: u64,
     /// Completions reaped.
     pub completions: u64,
+    /// Receives that found every provided buffer in use (`ENOBUFS`).
+    pub no_buffers: u64,
 }
 
 /// A shard's ring. Cheap to clone; never leaves its thread.
@@ -72,6 +90,8 @@ pub(crate) struct Inner {
     submitter: Cell<Option<Waker>>,
     stats: Cell<RingStats>,
     features: Features,
+    /// Declared after `uring`, so dropped after it (see `Drop for Inner`).
+    bufs: Option<BufRing>,
 }
 
 impl Ring {
@@ -79,20 +99,32 @@ impl Ring {
     /// this kernel accepts, and its eventfd. Call [`Ring::start`] inside the
     /// shard's executor before use.
     pub fn new(entries: u32) -> io::Result<Ring> {
+        Ring::with_buffers(entries, RECV_BUFFERS, RECV_BUFFER_SIZE)
+    }
+
+    /// As [`Ring::new`], with `count` provided receive buffers (a power of
+    /// two) of `size` bytes; none where the kernel lacks buffer rings.
+    pub fn with_buffers(entries: u32, count: u16, size: u32) -> io::Result<Ring> {
         let attempts = [
             Features {
                 single_issuer: true,
                 coop_taskrun: true,
+                provided_buffers: false,
             },
             Features {
                 single_issuer: false,
                 coop_taskrun: true,
+                provided_buffers: false,
             },
             Features::default(),
         ];
         let mut last_err = None;
         for features in attempts {
             let mut b = IoUring::builder();
+            // Room for a burst of completions from many connections at once
+            // (an overflow is handled, but costs an extra enter).
+            b.setup_cqsize(entries.saturating_mul(CQ_PER_SQ))
+                .setup_clamp();
             if features.single_issuer {
                 b.setup_single_issuer();
             }
@@ -100,14 +132,14 @@ impl Ring {
                 b.setup_coop_taskrun().setup_taskrun_flag();
             }
             match b.build(entries) {
-                Ok(uring) => return Ring::with(uring, features),
+                Ok(uring) => return Ring::with(uring, features, (count, size)),
                 Err(e) => last_err = Some(e),
             }
         }
         Err(last_err.unwrap_or_else(|| io::Error::other("io_uring setup failed")))
     }
 
-    fn with(uring: IoUring, features: Features) -> io::Result<Ring> {
+    fn with(uring: IoUring, mut features: Features, bufs: (u16, u32)) -> io::Result<Ring> {
         // Blocking mode on purpose: glommio reads it through io_uring, which
         // then waits for a count instead of failing with EAGAIN.
         // SAFETY: eventfd(2) with valid flags; the result is checked.
@@ -118,6 +150,9 @@ impl Ring {
         // SAFETY: a fresh descriptor that nothing else owns.
         let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
         uring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        // Older kernels: receives use the connection's own buffer.
+        let bufs = BufRing::register(&uring, bufs.0, bufs.1).ok();
+        features.provided_buffers = bufs.is_some();
         Ok(Ring {
             inner: Rc::new(Inner {
                 uring: RefCell::new(uring),
@@ -127,6 +162,7 @@ impl Ring {
                 submitter: Cell::new(None),
                 stats: Cell::new(RingStats::default()),
                 features,
+                bufs,
             }),
         })
     }
@@ -185,6 +221,11 @@ impl Ring {
     /// Counters so far.
     pub fn stats(&self) -> RingStats {
         self.inner.stats.get()
+    }
+
+    /// The provided receive buffers, if the kernel has buffer rings.
+    pub fn buffers(&self) -> Option<&BufRing> {
+        self.inner.bufs.as_ref()
     }
 
     pub(crate) fn inner(&self) -> &Rc<Inner> {
@@ -286,10 +327,22 @@ impl Inner {
         let mut done = Vec::new();
         {
             let mut uring = self.uring.borrow_mut();
-            let mut cq = uring.completion();
-            cq.sync();
-            for cqe in &mut cq {
-                done.push((cqe.user_data(), cqe.result(), cqe.flags()));
+            loop {
+                {
+                    let mut cq = uring.completion();
+                    cq.sync();
+                    for cqe in &mut cq {
+                        done.push((cqe.user_data(), cqe.result(), cqe.flags()));
+                    }
+                }
+                // Completions that found the queue full wait in the kernel
+                // (no eventfd signal will announce them): an enter with
+                // GETEVENTS, which `submit` adds when it sees the flag,
+                // moves them in.
+                if !uring.submission().cq_overflow() {
+                    break;
+                }
+                let _ = uring.submit();
             }
         }
         if done.is_empty() {
@@ -300,12 +353,19 @@ impl Inner {
         self.stats.set(s);
         let mut slots = self.slots.borrow_mut();
         for (key, result, flags) in done {
+            if let (Some(_), Some(bufs)) = (cqueue::buffer_select(flags), &self.bufs) {
+                bufs.handed_out();
+            }
             if key == DETACHED {
                 continue;
             }
             let key = key as usize;
             let more = cqueue::more(flags);
             let finished = match slots.get_mut(key) {
+                Some(slot @ Slot::Abandoned(..)) => {
+                    self.unclaimed(Completion { result, flags });
+                    slot.complete(result, flags, more)
+                }
                 Some(slot) => slot.complete(result, flags, more),
                 None => false,
             };
@@ -316,11 +376,45 @@ impl Inner {
         }
     }
 
+    /// Release what a completion nobody will read holds in the ring itself:
+    /// the provided buffer it names goes back to the kernel.
+    pub(crate) fn unclaimed(&self, c: Completion) {
+        if let (Some(bid), Some(bufs)) = (cqueue::buffer_select(c.flags), &self.bufs) {
+            bufs.recycle(bid);
+        }
+    }
+
+    /// Count a receive that found no provided buffer free.
+    pub(crate) fn note_no_buffers(&self) {
+        let mut s = self.stats.get();
+        s.no_buffers += 1;
+        self.stats.set(s);
+    }
+
     /// Ask the kernel to cancel the operation in slot `key`; its completion
     /// (with -ECANCELED, or its real result if it won the race) still comes.
     pub(crate) fn cancel(&self, key: usize) {
         let sqe = io_uring::opcode::AsyncCancel::new(key as u64).build();
         self.push(sqe, DETACHED);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.slots.get_mut().is_empty() {
+            // Operations still in flight (a shard cut off at shutdown) may
+            // write into their buffers or a provided one after the ring's
+            // descriptor is closed: leak that memory rather than free it
+            // under the kernel.
+            std::mem::forget(std::mem::take(self.slots.get_mut()));
+            std::mem::forget(self.bufs.take());
+        } else if self.bufs.is_some() {
+            let _ = self
+                .uring
+                .get_mut()
+                .submitter()
+                .unregister_buf_ring(bufs::GROUP);
+        }
     }
 }
 

@@ -237,10 +237,13 @@ impl<T: 'static> Drop for Op<T> {
         let mut slots = inner.slots.borrow_mut();
         match &slots[key] {
             Slot::Done(c) => {
+                let c = *c;
                 if let Some(d) = self.discard {
-                    d(*c);
+                    d(c);
                 }
                 slots.remove(key);
+                drop(slots);
+                inner.unclaimed(c);
             }
             _ => {
                 // In flight: the kernel may still write into `data`.
@@ -326,8 +329,11 @@ impl<T: 'static> Drop for MultiOp<T> {
         let Slot::Multi { queue, ended, .. } = &mut slots[key] else {
             unreachable!("multishot op in a single-shot slot")
         };
-        if let Some(d) = self.discard {
-            queue.drain(..).for_each(d);
+        for c in queue.drain(..) {
+            if let Some(d) = self.discard {
+                d(c);
+            }
+            inner.unclaimed(c);
         }
         if *ended {
             slots.remove(key);

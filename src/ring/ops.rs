@@ -7,9 +7,10 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use io_uring::{opcode, types};
+use io_uring::{cqueue, opcode, squeue, types};
 
 use super::Ring;
+use super::bufs::{self, Provided};
 use super::op::{Completion, MultiOp, Op, close_fd};
 use crate::io::Buf;
 
@@ -45,8 +46,8 @@ impl Ring {
 
     /// Receive into `buf`'s spare room.
     pub async fn recv(&self, fd: RawFd, mut buf: Buf) -> (io::Result<usize>, Buf) {
-        let spare = buf.spare_mut();
-        let sqe = opcode::Recv::new(types::Fd(fd), spare.as_mut_ptr(), spare.len() as u32).build();
+        let (ptr, len) = buf.spare_ptr();
+        let sqe = opcode::Recv::new(types::Fd(fd), ptr, len as u32).build();
         // SAFETY: the SQE points into `buf`'s heap bytes, owned by the op.
         let (c, mut buf) = unsafe { Op::push(self, sqe, buf) }.await;
         (filled(c, &mut buf), buf)
@@ -60,8 +61,8 @@ impl Ring {
         mut buf: Buf,
         limit: Duration,
     ) -> (io::Result<usize>, Buf) {
-        let spare = buf.spare_mut();
-        let sqe = opcode::Recv::new(types::Fd(fd), spare.as_mut_ptr(), spare.len() as u32).build();
+        let (ptr, len) = buf.spare_ptr();
+        let sqe = opcode::Recv::new(types::Fd(fd), ptr, len as u32).build();
         let ts = Box::new(types::Timespec::from(limit));
         let ts_ptr: *const types::Timespec = &*ts;
         // SAFETY: the SQE points into `buf`'s heap bytes and the timespec's
@@ -69,6 +70,48 @@ impl Ring {
         let (c, (mut buf, _ts)) =
             unsafe { Op::push_with_timeout(self, sqe, ts_ptr, (buf, ts)) }.await;
         (filled(timed_out_if_cancelled(c), &mut buf), buf)
+    }
+
+    /// Receive up to `max` bytes into one of the shard's provided buffers,
+    /// giving up after `limit` (`TimedOut`): nothing of the caller's is held
+    /// while it waits. `ENOBUFS` when every buffer is in use or the kernel
+    /// has no buffer rings; the caller then receives into its own memory.
+    pub async fn recv_provided_within(
+        &self,
+        fd: RawFd,
+        max: usize,
+        limit: Duration,
+    ) -> io::Result<Provided> {
+        let Some(size) = self.buffers().map(|b| b.size()) else {
+            return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+        };
+        let len = max.min(size as usize) as u32;
+        let sqe = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), len)
+            .buf_group(bufs::GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT);
+        let ts = Box::new(types::Timespec::from(limit));
+        let ts_ptr: *const types::Timespec = &*ts;
+        // SAFETY: the kernel writes into a provided buffer (owned by the
+        // ring, recycled only once its completion is read); the timespec's
+        // box is owned by the op.
+        let (c, _ts) = unsafe { Op::push_with_timeout(self, sqe, ts_ptr, ts) }.await;
+        let c = timed_out_if_cancelled(c);
+        let got = Provided::new(
+            self,
+            cqueue::buffer_select(c.flags),
+            c.result.max(0) as usize,
+            cqueue::sock_nonempty(c.flags),
+        );
+        match c.into_result() {
+            Ok(_) => Ok(got),
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::ENOBUFS) {
+                    self.inner().note_no_buffers();
+                }
+                Err(e) // `got` recycles a buffer an error may still name
+            }
+        }
     }
 
     /// Send `buf.filled()[from..to]` once, giving up after `limit`
@@ -113,8 +156,8 @@ impl Ring {
 
     /// Read into `buf`'s spare room from `fd` at `offset`.
     pub async fn read_at(&self, fd: RawFd, mut buf: Buf, offset: u64) -> (io::Result<usize>, Buf) {
-        let spare = buf.spare_mut();
-        let sqe = opcode::Read::new(types::Fd(fd), spare.as_mut_ptr(), spare.len() as u32)
+        let (ptr, len) = buf.spare_ptr();
+        let sqe = opcode::Read::new(types::Fd(fd), ptr, len as u32)
             .offset(offset)
             .build();
         // SAFETY: the SQE points into `buf`'s heap bytes, owned by the op.
@@ -188,7 +231,8 @@ impl Ring {
 /// A read-like completion: on success, mark that many bytes of `buf` filled.
 fn filled(c: Completion, buf: &mut Buf) -> io::Result<usize> {
     c.into_result().map(|n| {
-        buf.advance(n as usize);
+        // SAFETY: the kernel wrote `n` bytes at `buf`'s spare pointer.
+        unsafe { buf.assume_written(n as usize) };
         n as usize
     })
 }

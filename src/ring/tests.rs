@@ -30,10 +30,18 @@ async fn settle(ring: &Ring) {
 fn run_returning<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
     f: impl FnOnce(Ring) -> F + Send + 'static,
 ) -> T {
+    run_on(|| Ring::new(256), f)
+}
+
+/// As [`run_returning`], on the ring `make` builds.
+fn run_on<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+    make: impl FnOnce() -> std::io::Result<Ring> + Send + 'static,
+    f: impl FnOnce(Ring) -> F + Send + 'static,
+) -> T {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .io_memory(512 << 10)
         .spawn(move || async move {
-            let ring = Ring::new(256).expect("ring");
+            let ring = make().expect("ring");
             ring.start().unwrap();
             f(ring).await
         })
@@ -244,4 +252,197 @@ fn an_abandoned_operation_keeps_its_buffer_until_the_kernel_lets_go() {
         assert_eq!(ring.in_flight(), 0);
         drop((a, b));
     });
+}
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_provided_buffer_carries_the_bytes_and_goes_back_when_dropped() {
+    run(|ring| async move {
+        let bufs = ring.buffers().expect("buffer rings (Linux 5.19+)");
+        assert_eq!(bufs.out(), 0);
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        b.write_all(b"provided").unwrap();
+        let got = ring
+            .recv_provided_within(a.as_raw_fd(), 4096, LONG)
+            .await
+            .unwrap();
+        assert_eq!(got.bytes(), b"provided");
+        assert_eq!(ring.buffers().unwrap().out(), 1, "held while in use");
+        drop(got);
+        assert_eq!(ring.buffers().unwrap().out(), 0, "recycled on drop");
+        // At most `max` bytes, the rest stays in the socket.
+        b.write_all(b"0123456789").unwrap();
+        let got = ring
+            .recv_provided_within(a.as_raw_fd(), 4, LONG)
+            .await
+            .unwrap();
+        assert_eq!(got.bytes(), b"0123");
+        assert!(got.more_waiting(), "the kernel said the rest is waiting");
+        drop(got);
+        drop(b);
+        let rest = ring
+            .recv_provided_within(a.as_raw_fd(), 4096, LONG)
+            .await
+            .unwrap();
+        assert_eq!(rest.bytes(), b"456789");
+        drop(rest);
+        let eof = ring
+            .recv_provided_within(a.as_raw_fd(), 4096, LONG)
+            .await
+            .unwrap();
+        assert_eq!(eof.bytes(), b"", "end of stream");
+        drop(eof);
+        assert_eq!(ring.buffers().unwrap().out(), 0);
+        assert_eq!(ring.in_flight(), 0);
+    });
+}
+
+#[test]
+fn a_provided_receive_times_out_holding_nothing() {
+    run(|ring| async move {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let err = ring
+            .recv_provided_within(a.as_raw_fd(), 4096, Duration::from_millis(30))
+            .await
+            .err()
+            .expect("nothing was sent");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        settle(&ring).await;
+        assert_eq!(ring.in_flight(), 0);
+        assert_eq!(ring.buffers().unwrap().out(), 0);
+    });
+}
+
+#[test]
+fn out_of_provided_buffers_is_enobufs_and_nothing_leaks() {
+    run_on(
+        || Ring::with_buffers(64, 2, 64),
+        |ring| async move {
+            let pairs: Vec<_> = (0..3)
+                .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
+                .collect();
+            for (_, mut b) in pairs.iter().map(|(a, b)| (a, b)) {
+                b.write_all(b"data").unwrap();
+            }
+            let mut held = Vec::new();
+            for (a, _) in &pairs[..2] {
+                held.push(
+                    ring.recv_provided_within(a.as_raw_fd(), 4096, LONG)
+                        .await
+                        .unwrap(),
+                );
+            }
+            let third = ring
+                .recv_provided_within(pairs[2].0.as_raw_fd(), 4096, LONG)
+                .await;
+            assert_eq!(
+                third.err().and_then(|e| e.raw_os_error()),
+                Some(libc::ENOBUFS)
+            );
+            assert_eq!(ring.stats().no_buffers, 1);
+            assert!(held.iter().all(|g| g.bytes() == b"data"));
+            drop(held);
+            // Both buffers are back: the third socket's data arrives now.
+            let got = ring
+                .recv_provided_within(pairs[2].0.as_raw_fd(), 4096, LONG)
+                .await
+                .unwrap();
+            assert_eq!(got.bytes(), b"data");
+            drop(got);
+            assert_eq!(ring.buffers().unwrap().out(), 0);
+            assert_eq!(ring.in_flight(), 0);
+        },
+    );
+}
+
+#[test]
+fn dropped_provided_receives_give_every_buffer_back() {
+    // A small completion queue (128), so thousands of completions overflow
+    // it: those must still be collected.
+    run_on(
+        || Ring::with_buffers(16, 256, 16 * 1024),
+        |ring| async move {
+            let count = ring.buffers().unwrap().count() as usize;
+            let pairs: Vec<_> = (0..2000)
+                .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
+                .collect();
+            let mut pending = Vec::new();
+            for (a, _) in &pairs {
+                let mut op = Box::pin(ring.recv_provided_within(a.as_raw_fd(), 4096, LONG));
+                assert!(future::poll_once(&mut op).await.is_none());
+                pending.push(op);
+            }
+            glommio::yield_if_needed().await;
+            // Data for half of them: the kernel hands out every buffer it has
+            // (the rest fail with ENOBUFS), all before anyone reads a byte.
+            for (_, b) in pairs.iter().step_by(2) {
+                (&*b).write_all(b"x").unwrap();
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            drop(pending);
+            settle(&ring).await;
+            assert_eq!(ring.in_flight(), 0, "slots leaked");
+            assert_eq!(ring.buffers().unwrap().out(), 0, "buffers leaked");
+            // And the kernel really has them all again.
+            let fresh: Vec<_> = (0..count)
+                .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
+                .collect();
+            let mut held = Vec::new();
+            for (a, b) in &fresh {
+                (&*b).write_all(b"y").unwrap();
+                let got = ring
+                    .recv_provided_within(a.as_raw_fd(), 4096, LONG)
+                    .await
+                    .expect("a buffer for each");
+                assert_eq!(got.bytes(), b"y");
+                held.push(got);
+            }
+            drop(held);
+            drop(pairs);
+        },
+    );
+}
+
+#[test]
+fn completions_beyond_a_full_completion_queue_are_still_delivered() {
+    // 16 entries: a completion queue of 128, and 600 receives completing at
+    // once. The kernel keeps the overflow to itself until asked.
+    run_on(
+        || Ring::with_buffers(16, 2, 64),
+        |ring| async move {
+            let pairs: Vec<_> = (0..600)
+                .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
+                .collect();
+            let mut pending = Vec::new();
+            for (a, _) in &pairs {
+                let mut op = Box::pin(ring.recv(a.as_raw_fd(), Buf::with_capacity(16)));
+                assert!(future::poll_once(&mut op).await.is_none());
+                pending.push(op);
+            }
+            glommio::yield_if_needed().await;
+            for (_, b) in &pairs {
+                (&*b).write_all(b"z").unwrap();
+            }
+            let all = async {
+                for op in pending {
+                    let (n, buf) = op.await;
+                    assert_eq!((n.unwrap(), buf.filled()), (1, &b"z"[..]));
+                }
+            };
+            let finished = future::or(
+                async {
+                    all.await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(Duration::from_secs(5)).await;
+                    false
+                },
+            )
+            .await;
+            assert!(finished, "completions stuck in the kernel's overflow list");
+            assert_eq!(ring.in_flight(), 0);
+        },
+    );
 }

@@ -110,6 +110,8 @@ pub(crate) fn on_control(shard: usize, read: io::Result<usize>, byte: u8) -> Opt
 }
 
 /// Beat the shard's heartbeat forever; `sleep` is the backend's timer.
+/// Each beat also returns buffer memory freed after a burst to the kernel
+/// (see [`crate::buf::trim_if_quiet`]).
 pub(crate) async fn heartbeat<S: Future<Output = ()>>(
     stats: Arc<ShardStats>,
     started: Instant,
@@ -117,6 +119,7 @@ pub(crate) async fn heartbeat<S: Future<Output = ()>>(
 ) {
     loop {
         stats.beat(started.elapsed());
+        crate::buf::trim_if_quiet();
         sleep(HEARTBEAT).await;
     }
 }

@@ -1,0 +1,330 @@
+//! [`Buf`]: a fixed-capacity, owned byte buffer that holds memory only while
+//! it must.
+//!
+//! The capacity is chosen once, and is what bounds a connection's memory.
+//! The bytes behind it come and go: they are taken on first use, and an
+//! empty `Buf` can be *parked* — its memory handed to a small per-thread
+//! pool — while its connection waits for data it does not need a buffer to
+//! wait for (the completion ring receives into a provided buffer, then
+//! copies). So 10,000 idle connections hold 10,000 empty handles, not
+//! 10,000 buffers, and a busy shard reuses the same few warm buffers.
+//!
+//! Memory is not zeroed when taken: a `Buf` tracks how much of it was ever
+//! written, and zeroes the rest only when a backend asks for the spare part
+//! as a `&mut [u8]` ([`Buf::spare_mut`]). The ring writes through
+//! [`Buf::spare_ptr`] and needs no zeroing at all.
+//!
+//! After a burst, the memory freed beyond the pool sits in the allocator;
+//! [`trim_if_quiet`], called by each shard's heartbeat, hands it back to the
+//! kernel once buffers stop being allocated.
+
+use std::cell::{Cell, RefCell};
+use std::mem::MaybeUninit;
+
+/// Buffers kept per thread for reuse; more are freed.
+const POOL_BUFFERS: usize = 32;
+/// Larger buffers are never pooled (they are rare and would pin memory).
+const POOL_MAX_CAPACITY: usize = 256 * 1024;
+/// Freed bytes worth handing back to the kernel once the thread is quiet.
+const TRIM_AFTER: usize = 1 << 20;
+
+type Memory = Box<[MaybeUninit<u8>]>;
+
+thread_local! {
+    /// Parked memory, with how many leading bytes of each are initialised.
+    static POOL: RefCell<Vec<(Memory, usize)>> = const { RefCell::new(Vec::new()) };
+    /// Buffers allocated since the last [`trim_if_quiet`].
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+    /// Bytes freed to the allocator since the last trim.
+    static FREED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A fixed-size, owned byte buffer with a filled front part.
+#[derive(Debug)]
+pub struct Buf {
+    /// Empty while parked or never used; `capacity` bytes otherwise.
+    bytes: Memory,
+    /// The first `init` bytes of `bytes` are initialised (`filled <= init`).
+    init: usize,
+    capacity: usize,
+    filled: usize,
+}
+
+impl Buf {
+    /// A buffer able to hold `capacity` bytes, empty. No memory is taken
+    /// until bytes are written into it.
+    pub fn with_capacity(capacity: usize) -> Buf {
+        Buf {
+            bytes: Box::default(),
+            init: 0,
+            capacity,
+            filled: 0,
+        }
+    }
+
+    /// The bytes received so far.
+    pub fn filled(&self) -> &[u8] {
+        // SAFETY: the first `filled` bytes are initialised (`filled <= init`).
+        unsafe { std::slice::from_raw_parts(self.bytes.as_ptr().cast(), self.filled) }
+    }
+
+    /// How many bytes are filled.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    /// True when nothing is filled.
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// The most bytes this buffer can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// True when there is no room left to read into.
+    pub fn is_full(&self) -> bool {
+        self.filled == self.capacity
+    }
+
+    /// Forget every filled byte.
+    pub fn clear(&mut self) {
+        self.filled = 0;
+    }
+
+    /// Drop the first `n` filled bytes, moving the rest to the front.
+    ///
+    /// # Panics
+    /// If `n` is more than [`Buf::len`].
+    pub fn consume(&mut self, n: usize) {
+        assert!(
+            n <= self.filled,
+            "consume({n}) past the filled {}",
+            self.filled
+        );
+        self.bytes.copy_within(n..self.filled, 0);
+        self.filled -= n;
+    }
+
+    /// Append `data`; returns how many bytes fitted.
+    pub fn extend_from_slice(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.capacity - self.filled);
+        if n > 0 {
+            let at = self.filled;
+            let dst = &mut self.memory()[at..at + n];
+            // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the ranges
+            // are in bounds and cannot overlap (`data` is borrowed shared).
+            unsafe {
+                std::ptr::copy_nonoverlapping(data.as_ptr(), dst.as_mut_ptr().cast::<u8>(), n);
+            }
+            self.filled += n;
+            self.init = self.init.max(self.filled);
+        }
+        n
+    }
+
+    /// The unfilled part as ordinary bytes, for a backend to read into
+    /// (zeroing whatever part was never written). Follow with
+    /// [`Buf::advance`].
+    pub fn spare_mut(&mut self) -> &mut [u8] {
+        let cap = self.capacity;
+        let init = self.init;
+        let (at, memory) = (self.filled, self.memory());
+        for b in &mut memory[init..cap] {
+            b.write(0);
+        }
+        self.init = cap;
+        // SAFETY: every byte is initialised now.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.bytes.as_mut_ptr().cast::<u8>().add(at), cap - at)
+        }
+    }
+
+    /// The unfilled part as a pointer and a length, for the kernel to write
+    /// into. Follow with [`Buf::assume_written`].
+    pub fn spare_ptr(&mut self) -> (*mut u8, usize) {
+        let at = self.filled;
+        let spare = &mut self.memory()[at..];
+        (spare.as_mut_ptr().cast(), spare.len())
+    }
+
+    /// Mark `n` more bytes of the spare part as filled, after writing them
+    /// through [`Buf::spare_mut`].
+    ///
+    /// # Panics
+    /// If `n` is more than the spare room.
+    pub fn advance(&mut self, n: usize) {
+        assert!(self.filled + n <= self.capacity, "advance past capacity");
+        assert!(
+            self.filled + n <= self.init,
+            "advance past the written bytes"
+        );
+        self.filled += n;
+    }
+
+    /// Mark `n` more bytes of the spare part as filled, after something
+    /// wrote them through [`Buf::spare_ptr`].
+    ///
+    /// # Safety
+    /// The first `n` bytes of the spare part must have been written.
+    ///
+    /// # Panics
+    /// If `n` is more than the spare room.
+    pub unsafe fn assume_written(&mut self, n: usize) {
+        assert!(self.filled + n <= self.capacity, "advance past capacity");
+        self.filled += n;
+        self.init = self.init.max(self.filled);
+    }
+
+    /// If nothing is filled, give the memory back to this thread's pool
+    /// until the next write: an empty buffer costs nothing while parked.
+    pub fn park(&mut self) {
+        if self.filled == 0 && !self.bytes.is_empty() {
+            give(std::mem::take(&mut self.bytes), self.init);
+            self.init = 0;
+        }
+    }
+
+    /// True while the buffer holds memory (not parked, and used).
+    pub fn holds_memory(&self) -> bool {
+        !self.bytes.is_empty()
+    }
+
+    /// The memory, taken from the pool or allocated if parked.
+    fn memory(&mut self) -> &mut [MaybeUninit<u8>] {
+        if self.bytes.len() != self.capacity {
+            (self.bytes, self.init) = take(self.capacity);
+        }
+        &mut self.bytes
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if !self.bytes.is_empty() {
+            give(std::mem::take(&mut self.bytes), self.init);
+        }
+    }
+}
+
+/// Memory of `capacity` bytes and how much of it is initialised: a pooled
+/// one of that size, or a new one.
+fn take(capacity: usize) -> (Memory, usize) {
+    POOL.try_with(|pool| {
+        let mut pool = pool.try_borrow_mut().ok()?;
+        let at = pool.iter().rposition(|(b, _)| b.len() == capacity)?;
+        Some(pool.swap_remove(at))
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| {
+        let _ = ALLOCATED.try_with(|a| a.set(a.get() + 1));
+        (Box::new_uninit_slice(capacity), 0)
+    })
+}
+
+/// Keep `bytes` for reuse if the pool has room; free them otherwise.
+fn give(bytes: Memory, init: usize) {
+    let len = bytes.len();
+    if len <= POOL_MAX_CAPACITY {
+        let kept = POOL.try_with(|pool| match pool.try_borrow_mut() {
+            Ok(mut pool) if pool.len() < POOL_BUFFERS => {
+                pool.push((bytes, init));
+                true
+            }
+            _ => false,
+        });
+        if kept == Ok(true) {
+            return;
+        }
+    }
+    let _ = FREED.try_with(|f| f.set(f.get() + len));
+}
+
+/// Hand the memory this thread freed back to the kernel, if it freed a
+/// fair amount and allocated no buffer since the last call (a burst is
+/// over). Call it periodically; it is cheap when there is nothing to do.
+pub fn trim_if_quiet() {
+    let allocated = ALLOCATED.try_with(|a| a.replace(0)).unwrap_or(1);
+    let freed = FREED.try_with(Cell::get).unwrap_or(0);
+    if allocated == 0 && freed >= TRIM_AFTER {
+        let _ = FREED.try_with(|f| f.set(0));
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only returns free heap pages to the kernel.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consume_moves_the_tail_to_the_front() {
+        let mut b = Buf::with_capacity(8);
+        assert_eq!(b.extend_from_slice(b"abc\ndef"), 7);
+        b.consume(4);
+        assert_eq!(b.filled(), b"def");
+        assert_eq!(b.spare_mut().len(), 5);
+    }
+
+    #[test]
+    fn extend_stops_at_capacity() {
+        let mut b = Buf::with_capacity(3);
+        assert_eq!(b.extend_from_slice(b"abcdef"), 3);
+        assert!(b.is_full());
+        assert_eq!(b.filled(), b"abc");
+    }
+
+    #[test]
+    fn memory_is_taken_on_first_write_and_parked_only_when_empty() {
+        let mut b = Buf::with_capacity(1000);
+        assert!(!b.holds_memory(), "a new buffer takes no memory");
+        assert_eq!(b.filled(), b"");
+        assert_eq!(b.spare_mut().len(), 1000);
+        assert!(b.holds_memory());
+        b.extend_from_slice(b"keep me");
+        b.park();
+        assert!(b.holds_memory(), "parking must never drop filled bytes");
+        assert_eq!(b.filled(), b"keep me");
+        b.clear();
+        b.park();
+        assert!(!b.holds_memory());
+        assert!(b.is_empty() && !b.is_full() && b.capacity() == 1000);
+        assert_eq!(b.extend_from_slice(b"back"), 4);
+        assert_eq!(b.filled(), b"back");
+    }
+
+    #[test]
+    fn parked_memory_is_reused_by_the_next_buffer_of_that_size() {
+        let mut a = Buf::with_capacity(4321);
+        a.extend_from_slice(b"x");
+        let at = a.filled().as_ptr();
+        a.clear();
+        a.park();
+        let mut b = Buf::with_capacity(4321);
+        b.extend_from_slice(b"y");
+        assert_eq!(b.filled().as_ptr(), at, "the pooled memory was not reused");
+        assert_eq!(b.filled(), b"y");
+        let mut other = Buf::with_capacity(1234);
+        other.extend_from_slice(b"z");
+        assert_ne!(
+            other.filled().as_ptr(),
+            at,
+            "a pooled buffer of another size"
+        );
+    }
+
+    #[test]
+    fn a_zero_capacity_buffer_works() {
+        let mut b = Buf::with_capacity(0);
+        assert!(b.is_full());
+        assert_eq!(b.extend_from_slice(b"abc"), 0);
+        assert_eq!(b.spare_mut().len(), 0);
+        b.advance(0);
+        b.park();
+    }
+}
