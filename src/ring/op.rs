@@ -321,6 +321,18 @@ impl<T: 'static> MultiOp<T> {
     }
 }
 
+impl<T: 'static> MultiOp<T> {
+    /// The data back, once [`MultiOp::next`] returned `None` (the kernel
+    /// posted its last completion and will touch the data no more).
+    ///
+    /// # Panics
+    /// If the operation has not ended.
+    pub fn into_data(mut self) -> T {
+        assert!(self.key.is_none(), "into_data before the operation ended");
+        self.data.take().expect("data present until the end")
+    }
+}
+
 impl<T: 'static> Drop for MultiOp<T> {
     fn drop(&mut self) {
         let Some(key) = self.key else { return };

@@ -154,6 +154,35 @@ impl Ring {
         (c.into_result().map(|n| n as usize), buf)
     }
 
+    /// Send `buf.filled()[from..to]` once with `SEND_ZC`: the kernel sends
+    /// from `buf` without copying it first, and says when it no longer
+    /// needs it (a second, notification completion); only then is `buf`
+    /// handed back. Not used by the server: `benches/send_zc.rs` measures
+    /// it against [`Ring::send`] (see BENCHMARKS.md).
+    pub async fn send_zc(
+        &self,
+        fd: RawFd,
+        buf: Buf,
+        from: usize,
+        to: usize,
+    ) -> (io::Result<usize>, Buf) {
+        let part = &buf.filled()[from..to];
+        let sqe = opcode::SendZc::new(types::Fd(fd), part.as_ptr(), part.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        // SAFETY: the SQE points into `buf`'s heap bytes, owned by the op
+        // until its last completion (the notification).
+        let mut op = unsafe { MultiOp::push(self, sqe, buf) };
+        let mut result = None;
+        while let Some(c) = op.next().await {
+            if !cqueue::notif(c.flags) {
+                result = Some(c.into_result().map(|n| n as usize));
+            }
+        }
+        let res = result.unwrap_or_else(|| Err(io::Error::other("SEND_ZC posted no result")));
+        (res, op.into_data())
+    }
+
     /// Read into `buf`'s spare room from `fd` at `offset`.
     pub async fn read_at(&self, fd: RawFd, mut buf: Buf, offset: u64) -> (io::Result<usize>, Buf) {
         let (ptr, len) = buf.spare_ptr();
