@@ -257,6 +257,25 @@ fn file_header_mode_frames_each_answer_and_keeps_the_connection(backend: &str) {
     assert_eq!(rest, b"ok\nERR request too long\n");
 }
 
+/// Files of every size around the backends' switch points (the ring reads
+/// and sends files up to 64 KiB and splices larger ones; pipe and chunk
+/// sizes are 64-256 KiB) arrive whole and exact, empty ones included.
+fn files_of_every_size_around_the_switch_points_arrive_exact(backend: &str) {
+    let t = tree();
+    let sizes = [
+        0usize, 1, 4095, 4096, 65_535, 65_536, 65_537, 131_072, 262_143, 262_144, 262_145,
+    ];
+    for (i, &n) in sizes.iter().enumerate() {
+        std::fs::write(t.root.join(format!("pub/s{n}")), pattern(n, 40 + i as u64)).unwrap();
+    }
+    let server = serve_root(backend, &t.root, &[]);
+    for (i, &n) in sizes.iter().enumerate() {
+        let got = fetch(server.file(), format!("pub/s{n}").as_bytes());
+        assert_eq!(got.len(), n, "size {n}");
+        assert!(got == pattern(n, 40 + i as u64), "size {n}: bytes differ");
+    }
+}
+
 /// Many clients fetching at once all get exact bytes.
 fn concurrent_fetches_each_get_the_whole_file(backend: &str) {
     let t = tree();
@@ -305,6 +324,7 @@ on_both_backends!(
     a_5000_byte_path_is_refused,
     a_client_that_sends_no_nul_and_closes_is_dropped,
     file_header_mode_frames_each_answer_and_keeps_the_connection,
+    files_of_every_size_around_the_switch_points_arrive_exact,
     concurrent_fetches_each_get_the_whole_file,
     a_client_vanishing_mid_stream_ends_only_that_stream,
 );

