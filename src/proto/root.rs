@@ -101,6 +101,29 @@ impl Root {
         finish_open(fd)
     }
 
+    /// As [`Root::open_file`], but only if the path resolves from the kernel's
+    /// caches (`RESOLVE_CACHED`, Linux 5.12): `None` when the lookup would
+    /// have to read the disk (or the kernel lacks the flag), so that a
+    /// backend can open it asynchronously instead, never blocking its core.
+    pub fn open_file_cached(&self, request: &[u8]) -> Option<Result<RegularFile, OpenError>> {
+        let relative = match relative_path(request) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        match rustix::fs::openat2(
+            &self.dir,
+            OsStr::from_bytes(relative),
+            OPEN_FLAGS,
+            Mode::empty(),
+            RESOLVE.union(ResolveFlags::CACHED),
+        ) {
+            Ok(fd) => Some(finish_open(fd)),
+            // EAGAIN: not all in the caches; EINVAL: a kernel before 5.12.
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INVAL) => None,
+            Err(e) => Some(Err(open_error(e))),
+        }
+    }
+
     /// The root directory's descriptor, for a backend that opens beneath it
     /// itself (with [`OPEN_FLAGS`] and [`RESOLVE`]).
     pub fn dir(&self) -> BorrowedFd<'_> {

@@ -6,9 +6,11 @@
 //! one of the shard's provided buffers, then copies: an idle connection
 //! holds no buffer. While data keeps coming (the kernel says more is
 //! waiting, or a receive filled all the room it had), reads go straight
-//! into the connection's own buffer instead. Files are opened by `openat2`
-//! through the ring (a lookup that must read the disk does not stall the
-//! core) and go out by `splice`,
+//! into the connection's own buffer instead. Files are opened by a direct
+//! `openat2` when the path resolves from the kernel's caches
+//! (`RESOLVE_CACHED`: it cannot block), otherwise by `openat2` through the
+//! ring (a lookup that must read the disk does not stall the core). They go
+//! out by `splice`,
 //! file → pipe → socket, with no copy through user space; the pipe comes from
 //! the shard's [`PipePool`], and when the pool is spent (the kernel's
 //! `pipe-user-pages-soft` budget) a stream falls back to ring reads and sends.
@@ -320,6 +322,11 @@ impl Connection for RingConn {
     }
 
     async fn open_file(&mut self, root: &Root, request: &[u8]) -> Result<RegularFile, OpenError> {
+        // A path in the kernel's caches opens at once, without a trip
+        // through the ring; one that needs the disk goes through it.
+        if let Some(opened) = root.open_file_cached(request) {
+            return opened;
+        }
         let relative = root::relative_path(request)?;
         let fd = self
             .ring
