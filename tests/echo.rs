@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Ringlet, connect, pattern, read_exact, read_to_close, status_kib};
+use common::{Ringlet, connect, pattern, raise_nofile, read_exact, read_to_close, status_kib};
 
 /// 200 clients at once, each sending its own lines and checking every byte back.
 fn two_hundred_concurrent_clients_get_their_own_bytes_back(backend: &str) {
@@ -217,20 +217,4 @@ fn idle_connections_hold_no_buffer_on_the_ring() {
         per_conn < 3072,
         "{per_conn} bytes of RSS per idle connection ({before} KiB before, {with} KiB with {n})"
     );
-}
-
-/// Raise this process's soft descriptor limit to the hard one (the server
-/// inherits it); returns the hard limit.
-fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    lim.rlim_max
 }

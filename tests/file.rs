@@ -9,7 +9,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Ringlet, connect, fetch, pattern, read_to_close, status_kib};
+use common::{Ringlet, connect, fetch, pattern, raise_nofile, read_to_close, status_kib};
 use sha2::{Digest, Sha256};
 
 /// A 256 MiB file arrives with the right SHA-256 while the server's RSS stays flat.
@@ -328,3 +328,58 @@ on_both_backends!(
     concurrent_fetches_each_get_the_whole_file,
     a_client_vanishing_mid_stream_ends_only_that_stream,
 );
+
+/// More concurrent streams than the pipe budget holds pipes: each one
+/// arrives exact (those without a pipe are read and sent), and the server
+/// never holds more pipes than its share of `pipe-user-pages-soft` allows
+/// (three quarters, one shard; every pipe is at least 64 pages).
+#[test]
+fn more_streams_than_pipes_all_arrive_exact_within_the_pipe_budget() {
+    let hard = raise_nofile();
+    let n = 250.min((hard.saturating_sub(200) / 4) as usize);
+    let soft: usize = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let most_pipes = if soft == 0 {
+        usize::MAX
+    } else {
+        soft * 3 / 4 / 64
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Larger than a socket send buffer grows (4 MiB), so streams stall.
+    let data = pattern(6 << 20, 77);
+    std::fs::write(dir.path().join("big"), &data).unwrap();
+    let server = serve_root("uring", dir.path(), &["--cores", "1"]);
+    // Small receive windows, so that every stream stalls on its client and
+    // holds whatever the server gave it.
+    let mut conns: Vec<std::net::TcpStream> = (0..n)
+        .map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_recv_buffer_size(16 * 1024).unwrap();
+            s.connect(&server.file().into()).unwrap();
+            let mut s: std::net::TcpStream = s.into();
+            s.write_all(b"big\0").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let pipes = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .count()
+        / 2;
+    assert!(pipes > 0, "no stream was spliced");
+    assert!(
+        pipes <= most_pipes,
+        "{pipes} pipes held, the budget allows {most_pipes}"
+    );
+    for (i, s) in conns.iter_mut().enumerate() {
+        let got = read_to_close(s);
+        assert_eq!(got.len(), data.len(), "stream {i}");
+        assert!(got == data, "stream {i}: bytes differ");
+    }
+}

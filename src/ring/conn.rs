@@ -12,13 +12,12 @@
 //! ring (a lookup that must read the disk does not stall the core). They go
 //! out by `splice`,
 //! file → pipe → socket, with no copy through user space; the pipe comes from
-//! the shard's [`PipePool`], and when the pool is spent (the kernel's
+//! the shard's [`PipePool`] (sized to the file), and when the pool is spent (the kernel's
 //! `pipe-user-pages-soft` budget) a stream falls back to ring reads and sends.
 //! Files up to 64 KiB are read and sent from the start: the kernel runs every
 //! splice on an io-wq thread, while a page-cache read and a send complete
 //! inline (4 KiB files, 100 connections: 1.35x the requests/s of splicing).
 
-use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -27,88 +26,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Ring;
+use super::pipes::{Pipe, PipePool};
 use crate::io::{
     Buf, Connection, Timeouts, full_buffer_error, read_limit, timed_out, write_timed_out,
 };
 use crate::proto::root::{self, OpenError, RegularFile, Root};
 use crate::server::monitor::ShardStats;
 
-/// Each pooled pipe's capacity, and so the bytes moved per chained splice.
-const PIPE_SIZE: usize = 256 * 1024;
-/// Bytes moved per splice.
-const SPLICE_CHUNK: u32 = PIPE_SIZE as u32;
-/// Empty pipes a shard keeps for the next streams; more are closed.
-const IDLE_PIPES: usize = 8;
 /// Bytes read per chunk when no pipe is left.
 const READ_CHUNK: usize = 128 * 1024;
 /// Files up to this size go out by read + send rather than splice.
 const SMALL_FILE: u64 = 64 * 1024;
-
-/// A shard's reusable pipes, within the kernel's per-user pipe budget.
-pub struct PipePool {
-    free: RefCell<Vec<(OwnedFd, OwnedFd)>>,
-    live: Cell<usize>,
-    cap: usize,
-}
-
-impl PipePool {
-    /// A pool for one of `shards` shards: each gets an equal share of three
-    /// quarters of `pipe-user-pages-soft` (64 pages a pipe), leaving room for
-    /// everything else the user runs; streams beyond it use reads and sends.
-    pub fn for_shard(shards: usize) -> Rc<PipePool> {
-        let soft_pages: usize = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(16384);
-        let pages_per_pipe = PIPE_SIZE / 4096;
-        let total = if soft_pages == 0 {
-            1024 * shards
-        } else {
-            soft_pages / pages_per_pipe * 3 / 4
-        };
-        PipePool::with_cap((total / shards.max(1)).max(1))
-    }
-
-    /// A pool of at most `cap` pipes.
-    pub fn with_cap(cap: usize) -> Rc<PipePool> {
-        Rc::new(PipePool {
-            free: RefCell::new(Vec::new()),
-            live: Cell::new(0),
-            cap,
-        })
-    }
-
-    fn take(&self) -> Option<(OwnedFd, OwnedFd)> {
-        if let Some(p) = self.free.borrow_mut().pop() {
-            return Some(p);
-        }
-        if self.live.get() >= self.cap {
-            return None;
-        }
-        let pipe = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
-        // Past the per-user budget the kernel refuses to grow it: then the
-        // default 64 KiB still works, only with more round trips.
-        let _ = rustix::pipe::fcntl_setpipe_size(&pipe.1, PIPE_SIZE);
-        self.live.set(self.live.get() + 1);
-        Some(pipe)
-    }
-
-    /// Return an empty pipe for reuse; a pipe that may hold bytes is closed,
-    /// and so is one beyond the few kept idle (a quiet server holds few).
-    fn give_back(&self, pipe: (OwnedFd, OwnedFd), empty: bool) {
-        let mut free = self.free.borrow_mut();
-        if empty && free.len() < IDLE_PIPES {
-            free.push(pipe);
-        } else {
-            self.live.set(self.live.get() - 1);
-        }
-    }
-
-    /// Pipes in existence (in use or free), for tests.
-    pub fn live(&self) -> usize {
-        self.live.get()
-    }
-}
 
 /// An accepted TCP connection served through the shard's ring.
 pub struct RingConn {
@@ -144,16 +72,12 @@ impl RingConn {
         }
     }
 
-    async fn splice_file(
-        &mut self,
-        file: &RegularFile,
-        pipe: &(OwnedFd, OwnedFd),
-    ) -> (io::Result<u64>, bool) {
+    async fn splice_file(&mut self, file: &RegularFile, pipe: &Pipe) -> (io::Result<u64>, bool) {
         let (size, sock) = (file.size(), self.fd.as_raw_fd());
-        let (pr, pw) = (pipe.0.as_raw_fd(), pipe.1.as_raw_fd());
+        let (pr, pw) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
         let mut off = 0u64;
         while off < size {
-            let want = (size - off).min(SPLICE_CHUNK as u64) as u32;
+            let want = (size - off).min(pipe.size() as u64) as u32;
             // File -> pipe -> socket, chained: one round trip per chunk.
             let limit = self.timeouts.write;
             let chained = futures_lite::future::or(
@@ -348,7 +272,7 @@ impl Connection for RingConn {
         if file.size() <= SMALL_FILE {
             return self.read_send_file(&file).await;
         }
-        match self.pipes.take() {
+        match self.pipes.take(file.size()) {
             Some(pipe) => {
                 let (res, empty) = self.splice_file(&file, &pipe).await;
                 self.pipes.give_back(pipe, empty && res.is_ok());
@@ -373,35 +297,5 @@ fn read_error(e: io::Error, idle: Duration, by_deadline: bool) -> io::Error {
         timed_out(idle, by_deadline)
     } else {
         e
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pool_reuses_pipes_and_never_exceeds_its_budget() {
-        let pool = PipePool::with_cap(3);
-        let taken: Vec<_> = (0..3)
-            .map(|_| pool.take().expect("within budget"))
-            .collect();
-        assert!(
-            pool.take().is_none(),
-            "a fourth pipe beyond a budget of three"
-        );
-        assert_eq!(pool.live(), 3);
-        let mut it = taken.into_iter();
-        pool.give_back(it.next().unwrap(), true); // empty: kept for reuse
-        pool.give_back(it.next().unwrap(), false); // may hold bytes: closed
-        assert_eq!(pool.live(), 2);
-        let reused = pool.take().expect("the kept pipe");
-        assert_eq!(pool.live(), 2, "reuse must not create a pipe");
-        assert!(
-            pool.take().is_some(),
-            "the closed one's budget is free again"
-        );
-        assert!(pool.take().is_none());
-        drop(reused);
     }
 }

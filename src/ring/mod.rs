@@ -39,6 +39,7 @@ pub mod bufs;
 pub mod conn;
 pub mod op;
 pub mod ops;
+pub mod pipes;
 
 use bufs::BufRing;
 use op::{Completion, Slot};
@@ -48,8 +49,8 @@ const CQ_PER_SQ: u32 = 8;
 
 /// Receive buffers per shard, and their size: 4 MiB of address space, of
 /// which only the pages the kernel wrote into become resident.
-pub const RECV_BUFFERS: u16 = 256;
-pub const RECV_BUFFER_SIZE: u32 = 16 * 1024;
+pub const RECV_BUFFERS: u16 = 1024;
+pub const RECV_BUFFER_SIZE: u32 = 4 * 1024;
 
 /// `user_data` of operations whose completion nobody waits for (cancels).
 const DETACHED: u64 = u64::MAX;

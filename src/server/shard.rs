@@ -28,7 +28,8 @@ use super::control::{self, Event, ShardSpec};
 use super::monitor::ShardStats;
 use super::{Handlers, isolate};
 use crate::ring::Ring;
-use crate::ring::conn::{PipePool, RingConn};
+use crate::ring::conn::RingConn;
+use crate::ring::pipes::PipePool;
 
 /// glommio's default is 100 ms; a busy connection yields after this long.
 const PREEMPT: Duration = Duration::from_millis(5);
