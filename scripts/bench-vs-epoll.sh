@@ -19,11 +19,14 @@
 #   --server N='C'  also run echo cases against command C, with {port}
 #                   replaced by the port it must listen on (line echo server)
 #   --glommio       also run ringlet's glommio-socket variant (--backend glommio)
+#   --c-echo        also run scripts/c-echo/epoll_echo.c (built with ${CC:-cc} -O2),
+#                   a single-threaded C epoll echo server (echo cases; compare
+#                   on one server core)
 #   --out DIR       where results go (default bench-results/DATE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 rounds="" duration="" out="" extra=() glommio=0
+quick=0 rounds="" duration="" out="" extra=() glommio=0 c_echo=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -31,6 +34,7 @@ while [ $# -gt 0 ]; do
     --duration) duration="$2"; shift ;;
     --server) extra+=("$2"); shift ;;
     --glommio) glommio=1 ;;
+    --c-echo) c_echo=1 ;;
     --out) out="$2"; shift ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
@@ -45,6 +49,10 @@ raw="$out/raw.jsonl"; : > "$raw"
 echo "== building release" >&2
 cargo build --release --quiet
 bin=target/release/ringlet
+if [ "$c_echo" = 1 ]; then
+  "${CC:-cc}" -O2 -o "$out/epoll_echo" scripts/c-echo/epoll_echo.c
+  extra+=("c-epoll=$out/epoll_echo {port}")
+fi
 
 # CPU halves: server first, client second.
 mapfile -t cpus < <(python3 -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))' 2>/dev/null || seq 0 $(( $(nproc) - 1 )))
@@ -156,7 +164,7 @@ done
 echo "== done in $(( $(date +%s) - started )) s" >&2
 
 {
-  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) --rounds $rounds --duration $duration"
+  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$glommio" = 1 ] && echo --glommio) $([ "$c_echo" = 1 ] && echo --c-echo) --rounds $rounds --duration $duration"
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r); server on CPUs $server_cpus, client on $client_cpus"
   echo
   "$bin" bench report "$raw" --chart "$out/chart.svg"
