@@ -9,10 +9,12 @@
 //! copies). So 10,000 idle connections hold 10,000 empty handles, not
 //! 10,000 buffers, and a busy shard reuses the same few warm buffers.
 //!
-//! Memory is not zeroed when taken: a `Buf` tracks how much of it was ever
-//! written, and zeroes the rest only when a backend asks for the spare part
-//! as a `&mut [u8]` ([`Buf::spare_mut`]). The ring writes through
-//! [`Buf::spare_ptr`] and needs no zeroing at all.
+//! Memory is not zeroed when taken for the ring, which writes through
+//! [`Buf::spare_ptr`]: a `Buf` tracks how much of it was ever written. A
+//! backend that asks for the spare part as a `&mut [u8]`
+//! ([`Buf::spare_mut`]) gets fresh memory from calloc (zero pages the kernel
+//! maps only when written, so a mostly-empty buffer stays cheap), or pooled
+//! memory with its unwritten tail zeroed once.
 //!
 //! After a burst, the memory freed beyond the pool sits in the allocator;
 //! [`trim_if_quiet`], called by each shard's heartbeat, hands it back to the
@@ -129,9 +131,13 @@ impl Buf {
     /// [`Buf::advance`].
     pub fn spare_mut(&mut self) -> &mut [u8] {
         let cap = self.capacity;
-        let init = self.init;
-        let (at, memory) = (self.filled, self.memory());
-        for b in &mut memory[init..cap] {
+        if self.bytes.len() != cap {
+            // Fresh zeroed memory (calloc) touches no page until written:
+            // a buffer that only ever holds a short line costs one page.
+            (self.bytes, self.init) = take(cap, true);
+        }
+        let (at, init) = (self.filled, self.init);
+        for b in &mut self.bytes[init..cap] {
             b.write(0);
         }
         self.init = cap;
@@ -194,7 +200,7 @@ impl Buf {
     /// The memory, taken from the pool or allocated if parked.
     fn memory(&mut self) -> &mut [MaybeUninit<u8>] {
         if self.bytes.len() != self.capacity {
-            (self.bytes, self.init) = take(self.capacity);
+            (self.bytes, self.init) = take(self.capacity, false);
         }
         &mut self.bytes
     }
@@ -209,8 +215,8 @@ impl Drop for Buf {
 }
 
 /// Memory of `capacity` bytes and how much of it is initialised: a pooled
-/// one of that size, or a new one.
-fn take(capacity: usize) -> (Memory, usize) {
+/// one of that size, or a new one (`zeroed`: all initialised, by calloc).
+fn take(capacity: usize, zeroed: bool) -> (Memory, usize) {
     POOL.try_with(|pool| {
         let mut pool = pool.try_borrow_mut().ok()?;
         let at = pool.iter().rposition(|(b, _)| b.len() == capacity)?;
@@ -220,7 +226,15 @@ fn take(capacity: usize) -> (Memory, usize) {
     .flatten()
     .unwrap_or_else(|| {
         let _ = ALLOCATED.try_with(|a| a.set(a.get() + 1));
-        (Box::new_uninit_slice(capacity), 0)
+        if zeroed {
+            let bytes: Box<[u8]> = vec![0; capacity].into_boxed_slice();
+            // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; initialised
+            // bytes are valid `MaybeUninit`s.
+            let bytes = unsafe { Box::from_raw(Box::into_raw(bytes) as *mut [MaybeUninit<u8>]) };
+            (bytes, capacity)
+        } else {
+            (Box::new_uninit_slice(capacity), 0)
+        }
     })
 }
 
