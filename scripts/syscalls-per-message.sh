@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # syscalls-per-message.sh — what the server does per echoed message, counted
 # by the kernel rather than timed: system calls, io_uring_enter calls,
-# membarrier calls and context switches per message, plus server CPU, for
-# each backend at a fixed offered rate. Counts do not drift with the
+# membarrier calls and context switches per message, system calls per
+# wake-up (a context switch is the server going to sleep), plus server CPU,
+# for each backend at a fixed offered rate. Counts do not drift with the
 # machine's noise the way CPU seconds do, so they show where per-message
 # work goes (see BENCHMARKS.md, "CPU per message at a fixed rate").
 #
@@ -34,8 +35,8 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null || true' EXIT
 events='raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_membarrier,context-switches'
 echo "echo 64 B at $rate msg/s, $conns connections, ${seconds} s; server on CPU $server_cpu, client on CPU $client_cpu"
 echo
-echo "| backend | messages | syscalls/msg | io_uring_enter/msg | membarrier/msg | context switches/msg | server CPU µs/msg |"
-echo "|---|---|---|---|---|---|---|"
+echo "| backend | messages | syscalls/msg | io_uring_enter/msg | membarrier/msg | context switches/msg | syscalls per wake-up | server CPU µs/msg |"
+echo "|---|---|---|---|---|---|---|---|"
 port=17950
 for b in $backends; do
   taskset -c "$server_cpu" "$bin" serve --backend "$b" --cores 1 --file off --echo "127.0.0.1:$port" 2>/dev/null &
@@ -54,6 +55,7 @@ for b in $backends; do
   per() { awk -v m="$msgs" -v e="$1" '$2 == e { gsub(",", "", $1); printf "%.2f", $1 / m }' "$tmp/stat"; }
   hz=$(getconf CLK_TCK)
   cpu=$(python3 -c "print(round(($t1 - $t0) / $hz * 1e6 / $msgs, 1))")
-  echo "| $b | $msgs | $(per raw_syscalls:sys_enter) | $(per syscalls:sys_enter_io_uring_enter) | $(per syscalls:sys_enter_membarrier) | $(per context-switches) | $cpu |"
+  wake=$(awk '$2 == "raw_syscalls:sys_enter" { gsub(",", "", $1); s = $1 } $2 == "context-switches" { gsub(",", "", $1); c = $1 } END { printf "%.1f", s / c }' "$tmp/stat")
+  echo "| $b | $msgs | $(per raw_syscalls:sys_enter) | $(per syscalls:sys_enter_io_uring_enter) | $(per syscalls:sys_enter_membarrier) | $(per context-switches) | $wake | $cpu |"
   port=$((port + 1))
 done
