@@ -16,15 +16,21 @@
 //! maps only when written, so a mostly-empty buffer stays cheap), or pooled
 //! memory with its unwritten tail zeroed once.
 //!
-//! After a burst, the memory freed beyond the pool sits in the allocator;
-//! [`trim_if_quiet`], called by each shard's heartbeat, hands it back to the
-//! kernel once buffers stop being allocated.
+//! The pool grows while the thread is busy (up to 64 MiB), so that a steady
+//! load reuses buffers instead of allocating and freeing one per message;
+//! [`trim_if_quiet`], called by each shard's heartbeat, shrinks it to 2 MiB
+//! once no buffer was taken for a heartbeat, and hands the freed memory back
+//! to the kernel.
 
 use std::cell::{Cell, RefCell};
 use std::mem::MaybeUninit;
 
-/// Buffers kept per thread for reuse; more are freed.
-const POOL_BUFFERS: usize = 32;
+/// Bytes of parked memory a thread keeps while busy; more is freed.
+const POOL_BUSY_BYTES: usize = 64 << 20;
+/// Bytes it keeps once quiet (see [`trim_if_quiet`]).
+const POOL_QUIET_BYTES: usize = 2 << 20;
+/// Distinct buffer sizes pooled (a server uses a handful).
+const POOL_SIZES: usize = 8;
 /// Larger buffers are never pooled (they are rare and would pin memory).
 const POOL_MAX_CAPACITY: usize = 256 * 1024;
 /// Freed bytes worth handing back to the kernel once the thread is quiet.
@@ -32,11 +38,17 @@ const TRIM_AFTER: usize = 1 << 20;
 
 type Memory = Box<[MaybeUninit<u8>]>;
 
+/// Parked memory by size, each with how many leading bytes are initialised.
+#[derive(Default)]
+struct Pool {
+    sizes: Vec<(usize, Vec<(Memory, usize)>)>,
+    bytes: usize,
+}
+
 thread_local! {
-    /// Parked memory, with how many leading bytes of each are initialised.
-    static POOL: RefCell<Vec<(Memory, usize)>> = const { RefCell::new(Vec::new()) };
-    /// Buffers allocated since the last [`trim_if_quiet`].
-    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+    /// Buffers taken (pooled or new) since the last [`trim_if_quiet`].
+    static TAKEN: Cell<usize> = const { Cell::new(0) };
     /// Bytes freed to the allocator since the last trim.
     static FREED: Cell<usize> = const { Cell::new(0) };
 }
@@ -217,15 +229,17 @@ impl Drop for Buf {
 /// Memory of `capacity` bytes and how much of it is initialised: a pooled
 /// one of that size, or a new one (`zeroed`: all initialised, by calloc).
 fn take(capacity: usize, zeroed: bool) -> (Memory, usize) {
+    let _ = TAKEN.try_with(|t| t.set(t.get() + 1));
     POOL.try_with(|pool| {
         let mut pool = pool.try_borrow_mut().ok()?;
-        let at = pool.iter().rposition(|(b, _)| b.len() == capacity)?;
-        Some(pool.swap_remove(at))
+        let (_, free) = pool.sizes.iter_mut().find(|(c, _)| *c == capacity)?;
+        let memory = free.pop()?;
+        pool.bytes -= capacity;
+        Some(memory)
     })
     .ok()
     .flatten()
     .unwrap_or_else(|| {
-        let _ = ALLOCATED.try_with(|a| a.set(a.get() + 1));
         if zeroed {
             let bytes: Box<[u8]> = vec![0; capacity].into_boxed_slice();
             // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; initialised
@@ -241,35 +255,81 @@ fn take(capacity: usize, zeroed: bool) -> (Memory, usize) {
 /// Keep `bytes` for reuse if the pool has room; free them otherwise.
 fn give(bytes: Memory, init: usize) {
     let len = bytes.len();
-    if len <= POOL_MAX_CAPACITY {
-        let kept = POOL.try_with(|pool| match pool.try_borrow_mut() {
-            Ok(mut pool) if pool.len() < POOL_BUFFERS => {
-                pool.push((bytes, init));
+    let kept = len <= POOL_MAX_CAPACITY
+        && POOL
+            .try_with(|pool| {
+                let Ok(mut pool) = pool.try_borrow_mut() else {
+                    return false;
+                };
+                if pool.bytes + len > POOL_BUSY_BYTES {
+                    return false;
+                }
+                let at = match pool.sizes.iter().position(|(c, _)| *c == len) {
+                    Some(at) => at,
+                    None if pool.sizes.len() < POOL_SIZES => {
+                        pool.sizes.push((len, Vec::new()));
+                        pool.sizes.len() - 1
+                    }
+                    None => return false,
+                };
+                pool.sizes[at].1.push((bytes, init));
+                pool.bytes += len;
                 true
-            }
-            _ => false,
-        });
-        if kept == Ok(true) {
-            return;
-        }
+            })
+            .unwrap_or(false);
+    if !kept {
+        let _ = FREED.try_with(|f| f.set(f.get() + len));
     }
-    let _ = FREED.try_with(|f| f.set(f.get() + len));
 }
 
-/// Hand the memory this thread freed back to the kernel, if it freed a
-/// fair amount and allocated no buffer since the last call (a burst is
-/// over). Call it periodically; it is cheap when there is nothing to do.
+/// Once a thread is quiet (no buffer taken since the last call), shrink
+/// its pool to what a quiet thread needs and hand the memory it freed back
+/// to the kernel, if that is a fair amount. While busy, the pool grows to
+/// as many buffers as the thread has in flight, so a steady load neither
+/// allocates nor frees. Call it periodically (each shard's heartbeat does);
+/// it is cheap when there is nothing to do.
 pub fn trim_if_quiet() {
-    let allocated = ALLOCATED.try_with(|a| a.replace(0)).unwrap_or(1);
-    let freed = FREED.try_with(Cell::get).unwrap_or(0);
-    if allocated == 0 && freed >= TRIM_AFTER {
+    let taken = TAKEN.try_with(|t| t.replace(0)).unwrap_or(1);
+    if taken > 0 {
+        return;
+    }
+    let dropped = POOL
+        .try_with(|pool| {
+            let Ok(mut pool) = pool.try_borrow_mut() else {
+                return Vec::new();
+            };
+            let mut dropped = Vec::new();
+            while pool.bytes > POOL_QUIET_BYTES {
+                let Some((cap, free)) = pool.sizes.iter_mut().max_by_key(|(c, f)| c * f.len())
+                else {
+                    break;
+                };
+                let Some(memory) = free.pop() else { break };
+                pool.bytes -= *cap;
+                dropped.push(memory);
+            }
+            dropped
+        })
+        .unwrap_or_default();
+    let freed = dropped.iter().map(|(m, _)| m.len()).sum::<usize>();
+    drop(dropped);
+    let freed = FREED.try_with(|f| f.get() + freed).unwrap_or(0);
+    if freed >= TRIM_AFTER {
         let _ = FREED.try_with(|f| f.set(0));
         #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only returns free heap pages to the kernel.
         unsafe {
             libc::malloc_trim(0);
         }
+    } else {
+        let _ = FREED.try_with(|f| f.set(freed));
     }
+}
+
+/// Bytes of parked memory this thread holds, for tests.
+#[cfg(test)]
+fn pooled_bytes() -> usize {
+    POOL.with(|p| p.borrow().bytes)
 }
 
 #[cfg(test)]
@@ -330,6 +390,32 @@ mod tests {
             at,
             "a pooled buffer of another size"
         );
+    }
+
+    #[test]
+    fn the_pool_grows_while_busy_and_shrinks_once_quiet() {
+        let cap = 64 * 1024;
+        let mut bufs: Vec<Buf> = (0..100).map(|_| Buf::with_capacity(cap)).collect();
+        for b in &mut bufs {
+            b.extend_from_slice(b"x");
+        }
+        let before = pooled_bytes();
+        for b in &mut bufs {
+            b.clear();
+            b.park();
+        }
+        assert_eq!(pooled_bytes(), before + 100 * cap, "all 100 parked");
+        trim_if_quiet(); // buffers were taken since the last call: busy
+        assert_eq!(pooled_bytes(), before + 100 * cap);
+        trim_if_quiet(); // nothing taken since: quiet
+        assert!(
+            pooled_bytes() <= POOL_QUIET_BYTES,
+            "{} bytes still pooled",
+            pooled_bytes()
+        );
+        // Reuse still works after the shrink.
+        bufs[0].extend_from_slice(b"y");
+        assert_eq!(bufs[0].filled(), b"y");
     }
 
     #[test]
