@@ -47,8 +47,11 @@ use op::{Completion, Slot};
 /// Completion queue entries per submission queue entry.
 const CQ_PER_SQ: u32 = 8;
 
-/// Receive buffers per shard, and their size: 4 MiB of address space, of
-/// which only the pages the kernel wrote into become resident.
+/// Receive buffers per shard, and their size: one page each, enough for
+/// any file request and most messages (larger arrivals continue with direct
+/// receives); 4 MiB per shard, resident once the kernel has cycled through
+/// them. 1,024 so that 1,000 connections with a message each rarely run out
+/// (out of buffers, a receive costs one more round trip).
 pub const RECV_BUFFERS: u16 = 1024;
 pub const RECV_BUFFER_SIZE: u32 = 4 * 1024;
 
