@@ -18,7 +18,6 @@
 #   --duration S    seconds per run (default 4; 1 with --quick)
 #   --server N='C'  also run echo cases against command C, with {port}
 #                   replaced by the port it must listen on (line echo server)
-#   --glommio       also run ringlet's glommio-socket variant (--backend glommio)
 #   --c-echo        also run scripts/c-echo/epoll_echo.c (built with ${CC:-cc} -O2),
 #                   a single-threaded C epoll echo server (echo cases; compare
 #                   on one server core)
@@ -26,17 +25,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 rounds="" duration="" out="" extra=() glommio=0 c_echo=0
+quick=0 rounds="" duration="" out="" extra=() c_echo=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --rounds) rounds="$2"; shift ;;
     --duration) duration="$2"; shift ;;
     --server) extra+=("$2"); shift ;;
-    --glommio) glommio=1 ;;
     --c-echo) c_echo=1 ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -95,7 +93,6 @@ start_ringlet() { # NAME BACKEND ECHO_PORT FILE_PORT
 }
 start_ringlet uring uring 17100 17101
 start_ringlet epoll epoll 17200 17201
-if [ "$glommio" = 1 ]; then start_ringlet glommio glommio 17400 17401; fi
 port=17300
 for spec in "${extra[@]}"; do
   name=${spec%%=*}; cmd=${spec#*=}
@@ -164,7 +161,7 @@ done
 echo "== done in $(( $(date +%s) - started )) s" >&2
 
 {
-  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$glommio" = 1 ] && echo --glommio) $([ "$c_echo" = 1 ] && echo --c-echo) --rounds $rounds --duration $duration"
+  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) --rounds $rounds --duration $duration"
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r); server on CPUs $server_cpus, client on $client_cpus"
   echo
   "$bin" bench report "$raw" --chart "$out/chart.svg"

@@ -6,10 +6,10 @@
 # server's RSS before and with them. Goal (issue 4): 10,000 idle connections
 # in at most 64 MiB for the whole server.
 #
-# Usage: scripts/idle-rss.sh [--conns N] [--backends "uring epoll glommio"]
+# Usage: scripts/idle-rss.sh [--conns N] [--backends "uring epoll"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-conns=10000 backends="uring epoll glommio"
+conns=10000 backends="uring epoll"
 while [ $# -gt 0 ]; do
   case "$1" in
     --conns) conns="$2"; shift ;;

@@ -11,10 +11,10 @@
 # Server pinned to the first allowed CPU, one shard; client on the second.
 #
 # Usage: scripts/syscalls-per-message.sh [--rate N] [--conns N] [--seconds S]
-#            [--backends "uring epoll glommio"]
+#            [--backends "uring epoll"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rate=5000 conns=50 seconds=3 backends="uring epoll glommio"
+rate=5000 conns=50 seconds=3 backends="uring epoll"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rate) rate="$2"; shift ;;

@@ -236,8 +236,7 @@ pub struct Serve {
 
     /// I/O backend. `uring`: glommio shards whose sockets and files go through
     /// a completion ring per shard (refuses to start, with the reason, where
-    /// io_uring is blocked). `glommio`: the same shards on glommio's own
-    /// readiness-based sockets, for comparison. `epoll`: tokio shards on epoll,
+    /// io_uring is blocked). `epoll`: tokio shards on epoll,
     /// sendfile for files: the baseline. `auto`: uring when it works here,
     /// otherwise epoll, logging why.
     #[arg(long, value_name = "BACKEND", default_value = "auto")]
@@ -302,8 +301,6 @@ pub enum BackendArg {
     Auto,
     /// io_uring: glommio shards, sockets and files on each shard's completion ring.
     Uring,
-    /// glommio shards on glommio's own readiness-based sockets (for comparison).
-    Glommio,
     /// epoll (tokio shards), the baseline.
     Epoll,
 }
@@ -313,7 +310,6 @@ impl From<BackendArg> for ringlet::Backend {
         match b {
             BackendArg::Auto => ringlet::Backend::Auto,
             BackendArg::Uring => ringlet::Backend::Uring,
-            BackendArg::Glommio => ringlet::Backend::Glommio,
             BackendArg::Epoll => ringlet::Backend::Epoll,
         }
     }

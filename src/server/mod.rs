@@ -8,15 +8,16 @@
 //! never runs on with a dead listener swallowing connections.
 //!
 //! Backends run the same protocols: `uring` (glommio shards whose sockets and
-//! files go through a completion ring, `crate::ring`), `glommio` (the same
-//! shards on glommio's own sockets, for comparison) and `epoll` (tokio
+//! files go through a completion ring, `crate::ring`) and `epoll` (tokio
 //! shards, `crate::epoll`); `auto` picks uring when [`probe`](crate::probe)
-//! says io_uring works and says why when it falls back.
+//! says io_uring works and says why when it falls back. (glommio's own
+//! readiness-based sockets were a third backend until the ring beat or
+//! matched them in every measured case.)
 //!
 //! Rooms: `placement` (which CPUs), `listener` (sockets), `limits`
 //! (locked memory), `control` (shard plumbing), `admit` (accept policy),
 //! `shard` (the glommio shard), `isolate` (panics), `monitor` (live
-//! figures), `conn` (the glommio-socket [`Connection`](crate::Connection)).
+//! figures).
 
 use std::future::Future;
 use std::io;
@@ -35,7 +36,6 @@ use crate::probe;
 use crate::proto::Protocol;
 
 pub(crate) mod admit;
-mod conn;
 pub(crate) mod control;
 pub(crate) mod isolate;
 mod limits;
@@ -44,7 +44,6 @@ pub mod monitor;
 pub mod placement;
 mod shard;
 
-pub use conn::{FILE_CHUNK, GlommioConn};
 use control::{Event, ShardListener, ShardSpec};
 pub use monitor::{Monitor, Summary};
 
@@ -71,9 +70,6 @@ pub enum Backend {
     /// glommio shards, sockets and files on the shard's completion ring;
     /// refuses to start where io_uring is blocked.
     Uring,
-    /// glommio shards on glommio's own readiness-based sockets: kept to
-    /// measure the completion ring against.
-    Glommio,
     /// tokio shards on epoll, `sendfile` for files: the baseline.
     Epoll,
 }
@@ -84,7 +80,6 @@ impl Backend {
         match self {
             Backend::Auto => "auto",
             Backend::Uring => "uring",
-            Backend::Glommio => "glommio",
             Backend::Epoll => "epoll",
         }
     }
@@ -94,7 +89,6 @@ impl Backend {
 #[derive(Clone)]
 pub(crate) struct Handlers {
     pub ring: Handler<crate::ring::conn::RingConn>,
-    pub glommio: Handler<GlommioConn>,
     pub epoll: Handler<EpollConn>,
 }
 
@@ -331,7 +325,6 @@ impl ServerBuilder {
             source,
             handlers: Handlers {
                 ring: erase(protocol.clone()),
-                glommio: erase(protocol.clone()),
                 epoll: erase(protocol),
             },
         });
@@ -443,8 +436,7 @@ impl ServerBuilder {
             };
             threads.push(match backend {
                 Backend::Epoll => epoll::spawn(spec)?,
-                Backend::Glommio => shard::spawn(spec, io_memory, false)?,
-                _ => shard::spawn(spec, io_memory, true)?,
+                _ => shard::spawn(spec, io_memory)?,
             });
         }
         let stopper = Stopper {
@@ -472,7 +464,6 @@ fn resolve_backend(asked: Backend) -> Result<Backend, ServerError> {
         return Ok(Backend::Epoll);
     }
     match probe::Report::gather().why_not() {
-        None if asked == Backend::Glommio => Ok(Backend::Glommio),
         None => Ok(Backend::Uring),
         Some(why) if asked != Backend::Auto => Err(ServerError::IoUring(why)),
         Some(why) => {

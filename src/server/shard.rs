@@ -1,9 +1,8 @@
 //! A uring-backend shard: a glommio executor pinned to one CPU, its
 //! completion ring, its listeners, its connections.
 //!
-//! The shard accepts on its own listener for each service — through its ring
-//! (multishot accept where the kernel has it), or, for the `glommio` variant,
-//! through glommio's readiness-based sockets — admits each connection under
+//! The shard accepts on its own listener for each service through its ring
+//! (multishot accept where the kernel has it), admits each connection under
 //! its semaphore (`--max-conns`), and runs the protocol on it in an isolated
 //! task. It talks to the main thread only through its control socket and the
 //! event channel (see `control`). It must never let an accept error end the
@@ -16,14 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::AsyncReadExt;
-use glommio::net::{TcpListener, UnixStream};
+use glommio::net::UnixStream;
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::admit::Backoff;
-use super::conn::GlommioConn;
 use super::control::{self, Event, ShardSpec};
 use super::monitor::ShardStats;
 use super::{Handlers, isolate};
@@ -37,12 +35,10 @@ const PREEMPT: Duration = Duration::from_millis(5);
 /// is submitted early).
 const RING_ENTRIES: u32 = 1024;
 
-/// Start the shard's thread. `ring`: serve through the completion ring
-/// (else through glommio's sockets). Reports `Ready`, `StartFailed` or `Exited`.
+/// Start the shard's thread. Reports `Ready`, `StartFailed` or `Exited`.
 pub(crate) fn spawn(
     spec: ShardSpec<Handlers>,
     io_memory: usize,
-    ring: bool,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     control::spawn_thread(spec, move |spec| {
         let executor = LocalExecutorBuilder::new(Placement::Fixed(spec.cpu))
@@ -51,7 +47,7 @@ pub(crate) fn spawn(
             .preempt_timer(PREEMPT)
             .make();
         match executor {
-            Ok(ex) => ex.run(run(spec, ring)),
+            Ok(ex) => ex.run(run(spec)),
             Err(e) => {
                 let _ = spec.events.send(Event::StartFailed {
                     shard: spec.id,
@@ -62,20 +58,16 @@ pub(crate) fn spawn(
     })
 }
 
-async fn run(spec: ShardSpec<Handlers>, use_ring: bool) {
-    let ring = if use_ring {
-        match Ring::new(RING_ENTRIES).and_then(|r| r.start().map(|()| r)) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                let _ = spec.events.send(Event::StartFailed {
-                    shard: spec.id,
-                    reason: format!("cannot set up the completion ring: {e}"),
-                });
-                return;
-            }
+async fn run(spec: ShardSpec<Handlers>) {
+    let ring = match Ring::new(RING_ENTRIES).and_then(|r| r.start().map(|()| r)) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = spec.events.send(Event::StartFailed {
+                shard: spec.id,
+                reason: format!("cannot set up the completion ring: {e}"),
+            });
+            return;
         }
-    } else {
-        None
     };
     let pipes = PipePool::for_shard(spec.shards);
     let tracker = TaskTracker::new();
@@ -98,22 +90,13 @@ async fn run(spec: ShardSpec<Handlers>, use_ring: bool) {
             stats: spec.stats.clone(),
             timeouts: spec.timeouts,
         };
-        let task = match &ring {
-            Some(ring) => glommio::spawn_local(ring_accept_loop(
-                shard,
-                l.handler.ring,
-                l.fd,
-                ring.clone(),
-                pipes.clone(),
-            )),
-            None => {
-                // SAFETY: the descriptor is an owned, bound, listening,
-                // non-blocking TCP socket; the listener takes it over.
-                let listener = unsafe { TcpListener::from_raw_fd(l.fd.into_raw_fd()) };
-                glommio::spawn_local(accept_loop(shard, l.handler.glommio, listener))
-            }
-        };
-        accepting.push(task);
+        accepting.push(glommio::spawn_local(ring_accept_loop(
+            shard,
+            l.handler.ring,
+            l.fd,
+            ring.clone(),
+            pipes.clone(),
+        )));
     }
     // SAFETY: an owned, connected Unix stream socket; the stream takes it over.
     let mut control = unsafe { UnixStream::from_raw_fd(spec.control.into_raw_fd()) };
@@ -162,36 +145,6 @@ impl Shard {
             drop(permit);
         }))
         .detach();
-    }
-}
-
-/// Accept through glommio's sockets until the shard stops.
-async fn accept_loop(shard: Shard, handler: super::Handler<GlommioConn>, listener: TcpListener) {
-    let mut backoff = Backoff::new();
-    loop {
-        // Wait for room before accepting: connection N+1 waits in the backlog.
-        let Ok(permit) = shard.admit.acquire_static_permit(1).await else {
-            return; // closed: the shard is stopping
-        };
-        let stream = match listener.accept().await {
-            Ok(stream) => stream,
-            Err(e) => {
-                let pause = backoff.on_error(&shard.service, &io::Error::from(e));
-                drop(permit);
-                if !pause.is_zero() {
-                    glommio::timer::sleep(pause).await;
-                }
-                continue;
-            }
-        };
-        backoff.reset();
-        let Ok(peer) = stream.peer_addr() else {
-            continue; // gone already
-        };
-        let _ = stream.set_nodelay(true);
-        debug!("{}: shard {} accepted {peer}", shard.service, shard.id);
-        let conn = GlommioConn::new(stream, peer, shard.stats.clone(), shard.timeouts);
-        shard.serve(peer, permit, handler(conn));
     }
 }
 
