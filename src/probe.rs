@@ -259,7 +259,8 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "ringlet uses:        a ring per shard with {}; {} accept; RECV {} and SEND, each with LINK_TIMEOUT; \
-                 OPENAT2 beneath the root; SPLICE file->pipe->socket (READ+SEND when out of pipes); eventfd to glommio",
+                 OPENAT2 beneath the root (a direct RESOLVE_CACHED open first); files up to 64 KiB by READ+SEND, larger ones \
+                 SPLICE file->pipe->socket (pipes of 256 KiB, 1 MiB for big files; READ+SEND when out of pipes); eventfd to glommio",
                 if flags.is_empty() {
                     "no setup flags".to_string()
                 } else {
