@@ -126,12 +126,7 @@ impl Buf {
         let n = data.len().min(self.capacity - self.filled);
         if n > 0 {
             let at = self.filled;
-            let dst = &mut self.memory()[at..at + n];
-            // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the ranges
-            // are in bounds and cannot overlap (`data` is borrowed shared).
-            unsafe {
-                std::ptr::copy_nonoverlapping(data.as_ptr(), dst.as_mut_ptr().cast::<u8>(), n);
-            }
+            self.memory()[at..at + n].write_copy_of_slice(&data[..n]);
             self.filled += n;
             self.init = self.init.max(self.filled);
         }

@@ -89,15 +89,9 @@ impl Root {
     /// slashes are dropped, so `/tmp/y` means `ROOT/tmp/y`. Never blocks on a
     /// FIFO or device, and refuses everything that is not a regular file.
     pub fn open_file(&self, request: &[u8]) -> Result<RegularFile, OpenError> {
-        let relative = relative_path(request)?;
-        let fd = rustix::fs::openat2(
-            &self.dir,
-            OsStr::from_bytes(relative),
-            OPEN_FLAGS,
-            Mode::empty(),
-            RESOLVE,
-        )
-        .map_err(open_error)?;
+        let fd = self
+            .openat2(relative_path(request)?, RESOLVE)
+            .map_err(open_error)?;
         finish_open(fd)
     }
 
@@ -110,18 +104,23 @@ impl Root {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
-        match rustix::fs::openat2(
-            &self.dir,
-            OsStr::from_bytes(relative),
-            OPEN_FLAGS,
-            Mode::empty(),
-            RESOLVE.union(ResolveFlags::CACHED),
-        ) {
+        match self.openat2(relative, RESOLVE.union(ResolveFlags::CACHED)) {
             Ok(fd) => Some(finish_open(fd)),
             // EAGAIN: not all in the caches; EINVAL: a kernel before 5.12.
             Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INVAL) => None,
             Err(e) => Some(Err(open_error(e))),
         }
+    }
+
+    /// `openat2` of `relative` beneath the root with [`OPEN_FLAGS`].
+    fn openat2(&self, relative: &[u8], resolve: ResolveFlags) -> rustix::io::Result<OwnedFd> {
+        rustix::fs::openat2(
+            &self.dir,
+            OsStr::from_bytes(relative),
+            OPEN_FLAGS,
+            Mode::empty(),
+            resolve,
+        )
     }
 
     /// The root directory's descriptor, for a backend that opens beneath it
