@@ -7,16 +7,17 @@
 //! it prints MB/s and the sender's CPU seconds per GB, and the ZC ÷ SEND
 //! ratio of the medians.
 //!
-//! Run: `cargo bench --bench send_zc [-- SECONDS [ROUNDS]]` (default 1 s, 3 rounds).
+//! Run: `cargo bench --bench send_zc --features internals [-- SECONDS [ROUNDS]]`
+//! (default 1 s, 3 rounds).
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
 use ringlet::Buf;
-use ringlet::ring::Ring;
+use ringlet::ring::op::Send;
+use ringlet::ring::{Ring, SharedFd};
 
 const SIZES: &[usize] = &[1024, 16 * 1024, 64 * 1024, 256 * 1024];
 
@@ -24,7 +25,7 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let secs: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1.0);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
-    let cpus = ringlet::server::placement::allowed_cpus().expect("CPU list");
+    let cpus = ringlet::allowed_cpus().expect("CPU list");
     let (send_cpu, read_cpu) = (cpus[0], *cpus.get(1).unwrap_or(&cpus[0]));
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -49,7 +50,7 @@ fn main() {
             ring.start().unwrap();
             let stream = TcpStream::connect(addr).unwrap();
             stream.set_nodelay(true).unwrap();
-            let fd = stream.as_raw_fd();
+            let fd = SharedFd::new(stream.into());
             println!(
                 "SEND vs SEND_ZC over loopback, sender on CPU {send_cpu}, reader on CPU {read_cpu}, \
                  {secs} s runs, {rounds} rounds"
@@ -64,7 +65,7 @@ fn main() {
                 let (mut plain, mut zc) = (Vec::new(), Vec::new());
                 for _ in 0..rounds {
                     for zero_copy in [false, true] {
-                        let (b, bytes, rate, cpu) = run(&ring, fd, buf, zero_copy, secs).await;
+                        let (b, bytes, rate, cpu) = run(&ring, &fd, buf, zero_copy, secs).await;
                         buf = b;
                         total += bytes;
                         if zero_copy { &mut zc } else { &mut plain }.push((rate, cpu));
@@ -81,7 +82,7 @@ fn main() {
                     z.1
                 );
             }
-            drop(stream);
+            drop(fd);
             total
         })
         .unwrap()
@@ -94,7 +95,7 @@ fn main() {
 /// Send `buf` whole, again and again, for `secs`: (buf, bytes, bytes/s, CPU s per GB).
 async fn run(
     ring: &Ring,
-    fd: i32,
+    fd: &SharedFd,
     mut buf: Buf,
     zero_copy: bool,
     secs: f64,
@@ -109,7 +110,7 @@ async fn run(
             let (res, b) = if zero_copy {
                 ring.send_zc(fd, buf, done, len).await
             } else {
-                ring.send(fd, buf, done, len).await
+                ring.submit(Send::new(fd, buf, done, len)).await
             };
             buf = b;
             done += res.expect("send");

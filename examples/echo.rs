@@ -7,7 +7,7 @@ use ringlet::{Buf, Connection, Protocol, Server};
 struct LineEcho;
 
 impl Protocol for LineEcho {
-    async fn serve<C: Connection>(&self, mut conn: C) -> std::io::Result<()> {
+    async fn serve<C: Connection>(&self, conn: &mut C) -> std::io::Result<()> {
         println!("client connected");
         let mut buf = Buf::with_capacity(4096); // lines up to 4 KiB
         loop {

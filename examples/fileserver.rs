@@ -14,17 +14,14 @@ const TEN_SECONDS: Duration = Duration::from_secs(10); // to send a whole reques
 struct FileServer(Root);
 
 impl Protocol for FileServer {
-    async fn serve<C: Connection>(&self, mut conn: C) -> std::io::Result<()> {
-        let (req, buf) = request::read(&mut conn, Buf::with_capacity(4096), TEN_SECONDS).await;
+    async fn serve<C: Connection>(&self, conn: &mut C) -> std::io::Result<()> {
+        let (req, buf) = request::read(conn, Buf::with_capacity(4096), TEN_SECONDS).await;
         let Request::Path(len) = req? else {
             return Err(Error::new(ErrorKind::InvalidData, "no path ending in NUL"));
         };
         let path = &buf.filled()[..len];
         println!("client requested: {}", String::from_utf8_lossy(path));
-        let file = self
-            .0
-            .open_file(path)
-            .map_err(|e| Error::other(e.to_string()))?;
+        let file = conn.open_file(&self.0, path).await?;
         conn.send_file(file).await?;
         Ok(())
     }

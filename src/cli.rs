@@ -234,6 +234,18 @@ pub struct Serve {
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_positive_seconds)]
     pub write_timeout: f64,
 
+    /// After a connection's answer is complete, ringlet half-closes it and
+    /// reads and discards what the client still sends, for at most this many
+    /// seconds, before closing (a lingering close): closing with unread
+    /// input would make the kernel reset the connection and drop the end of
+    /// the answer still on its way.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_seconds)]
+    pub linger: f64,
+
+    /// The most bytes the lingering close reads and discards.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub linger_bytes: u64,
+
     /// I/O backend. `uring`: glommio shards whose sockets and files go through
     /// a completion ring per shard (refuses to start, with the reason, where
     /// io_uring is blocked). `epoll`: tokio shards on epoll,
@@ -247,8 +259,8 @@ pub struct Serve {
     #[arg(long, value_name = "N")]
     pub cores: Option<usize>,
 
-    /// Live connections per shard. Connection N+1 on a shard is not accepted
-    /// until one of its N ends: it waits in the kernel's listen backlog (1024),
+    /// Live connections per shard, all services together. Connection N+1 on
+    /// a shard is not accepted until one of its N ends: it waits in the kernel's listen backlog (1024),
     /// and beyond that the kernel drops connection attempts, which clients
     /// retry. Nothing is refused or reset. [default: no limit]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

@@ -1,27 +1,30 @@
 //! The backend-neutral interface that protocols are written against.
 //!
-//! A protocol sees a [`Connection`]: read into a buffer, write a buffer, send a
-//! file, let the neighbours run. Every operation takes its buffer **by value**
-//! and hands it back with the result, so a completion-based backend (io_uring)
-//! can own the memory while the kernel writes into it. Nothing here ever lends
-//! the kernel a `&mut [u8]` that a dropped future could free.
+//! A protocol sees a [`Connection`]: read into a buffer, write a buffer, open
+//! and send a file, let the neighbours run. Every operation takes its buffer
+//! **by value** and hands it back with the result, so a completion-based
+//! backend (io_uring) can own the memory while the kernel writes into it.
+//! Nothing here ever lends the kernel a `&mut [u8]` that a dropped future
+//! could free.
 //!
-//! This module never touches a socket itself; backends live in `ring/`
-//! (the default), `epoll/` and `server/conn.rs` (glommio's sockets). The
-//! buffer itself is [`Buf`], in `buf.rs`.
+//! This module never touches a socket itself; the backends live in `uring/`
+//! (the default) and `epoll/`. The buffer is [`Buf`], in `buf.rs`; files and
+//! root confinement are in `fs.rs`.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use crate::buf::Buf;
-use crate::proto::root::{OpenError, RegularFile, Root};
+use crate::fs::{OpenError, RegularFile, Root};
 
 /// One accepted client connection, as a protocol sees it.
 ///
 /// Implemented by each backend. Futures are not `Send`: a connection lives and
-/// dies on the core that accepted it.
+/// dies on the core that accepted it. The server owns it and closes it once
+/// the protocol is done (see [`Protocol`](crate::Protocol)).
 #[allow(async_fn_in_trait)]
 pub trait Connection {
     /// The client's address, for log lines.
@@ -67,7 +70,7 @@ pub trait Connection {
     ///
     /// Returns the bytes sent: fewer than [`RegularFile::size`] means the file
     /// shrank while being sent (nothing past its real end is ever sent). The
-    /// backend picks its best way (read-ahead through io_uring, splice,
+    /// backend picks its best way (splice through the ring, read and send,
     /// sendfile) and keeps the memory it uses bounded whatever the size.
     fn send_file(&mut self, file: RegularFile) -> impl Future<Output = io::Result<u64>>;
 
@@ -96,6 +99,64 @@ impl Default for Timeouts {
     }
 }
 
+/// The lingering close: after a protocol is done with a connection, the
+/// server half-closes it (the client gets a FIN after the whole answer) and
+/// reads and discards what the client still sends, until it closes, for at
+/// most `time` and `bytes`; only then does it close the socket. Closing with
+/// unread input would make the kernel answer with a reset and throw away the
+/// end of the answer still queued for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Linger {
+    /// Longest the server waits for the client to close.
+    pub time: Duration,
+    /// Most bytes it reads and discards meanwhile.
+    pub bytes: u64,
+}
+
+impl Default for Linger {
+    fn default() -> Linger {
+        Linger {
+            time: Duration::from_secs(2),
+            bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Which time limit ended an operation. Carried inside the `TimedOut`
+/// errors that [`Connection`] operations return; see [`timeout_kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// Nothing arrived for the idle timeout.
+    Idle(Duration),
+    /// The read deadline a protocol set passed (a request arriving too slowly).
+    Deadline,
+    /// The client accepted no byte for the write timeout.
+    Write(Duration),
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimeoutKind::Idle(d) => write!(f, "idle: nothing received for {d:?}"),
+            TimeoutKind::Deadline => write!(f, "read deadline passed"),
+            TimeoutKind::Write(d) => write!(f, "the client read nothing for {d:?} (write timeout)"),
+        }
+    }
+}
+
+impl std::error::Error for TimeoutKind {}
+
+impl From<TimeoutKind> for io::Error {
+    fn from(kind: TimeoutKind) -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, kind)
+    }
+}
+
+/// Which limit a `TimedOut` error from a [`Connection`] stands for, if any.
+pub fn timeout_kind(e: &io::Error) -> Option<TimeoutKind> {
+    e.get_ref()?.downcast_ref::<TimeoutKind>().copied()
+}
+
 /// How long a read may wait now: the idle timeout, cut short by `deadline`.
 /// `None` when the deadline has already passed.
 pub(crate) fn read_limit(idle: Duration, deadline: Option<Instant>) -> Option<(Duration, bool)> {
@@ -117,21 +178,15 @@ pub(crate) fn read_limit(idle: Duration, deadline: Option<Instant>) -> Option<(D
 /// The error a read returns when its time is up.
 pub(crate) fn timed_out(idle: Duration, by_deadline: bool) -> io::Error {
     if by_deadline {
-        io::Error::new(io::ErrorKind::TimedOut, "read deadline passed")
+        TimeoutKind::Deadline.into()
     } else {
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("idle: nothing received for {idle:?}"),
-        )
+        TimeoutKind::Idle(idle).into()
     }
 }
 
 /// The error a write returns when the client takes nothing for `limit`.
 pub(crate) fn write_timed_out(limit: Duration) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!("the client read nothing for {limit:?} (write timeout)"),
-    )
+    TimeoutKind::Write(limit).into()
 }
 
 /// The error [`Connection::read`] returns when asked to read into a full buffer.

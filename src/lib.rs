@@ -16,7 +16,7 @@
 //! struct Echo;
 //!
 //! impl Protocol for Echo {
-//!     async fn serve<C: Connection>(&self, mut conn: C) -> std::io::Result<()> {
+//!     async fn serve<C: Connection>(&self, conn: &mut C) -> std::io::Result<()> {
 //!         let mut buf = Buf::with_capacity(4096);
 //!         loop {
 //!             let (n, b) = conn.read(buf).await;
@@ -40,20 +40,41 @@
 //! }
 //! ```
 //!
+//! The server owns each connection and ends it when the protocol returns
+//! (see [`Protocol`]): a whole answer ends with a FIN after a lingering
+//! close, a failed one with a reset.
+//!
 //! The two servers of the article ship ready-made: [`proto::echo::Echo`] and
-//! [`proto::file::FileServer`]; `ringlet serve` runs them.
+//! [`proto::file::FileServer`]; `ringlet serve` runs them. Files are opened
+//! only beneath a [`Root`].
+//!
+//! The crate's default `cli` feature builds the `ringlet` binary and its load
+//! generator; a library user who needs neither depends on ringlet with
+//! `default-features = false` and gets none of their dependencies.
 
-pub mod bench;
-pub mod buf;
-pub mod epoll;
-pub mod io;
+mod backend;
+mod buf;
+mod epoll;
+mod fs;
+mod io;
+mod placement;
 pub mod probe;
 pub mod proto;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub mod ring;
-pub mod server;
+#[cfg(not(feature = "internals"))]
+mod ring;
+mod server;
 pub mod systemd;
+mod uring;
 
-pub use io::{Buf, Connection};
+pub use buf::Buf;
+pub use fs::{DisplayPath, OpenError, RegularFile, Root};
+pub use io::{Connection, Linger, TimeoutKind, Timeouts, timeout_kind};
+pub use placement::allowed_cpus;
 pub use proto::Protocol;
-pub use proto::root::{RegularFile, Root};
-pub use server::{Backend, Server, ServerBuilder, ServerError, Stopper};
+pub use server::{
+    Backend, DEFAULT_SHUTDOWN_TIMEOUT, Monitor, Server, ServerBuilder, ServerError, Stopper,
+    Summary,
+};

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use tracing::error;
 
+mod bench;
 mod cli;
 mod cmd;
 

@@ -45,6 +45,9 @@ pub struct Report {
     pub setup_flags: Vec<(&'static str, bool)>,
     /// Whether a provided-buffer ring could be registered (Linux 5.19).
     pub buffer_ring: bool,
+    /// The setup flags a shard's ring gets here (`None`: no ring could be
+    /// built).
+    pub ring: Option<crate::ring::Features>,
     /// RLIMIT_MEMLOCK soft and hard, in bytes (`None`: unlimited).
     pub memlock: (Option<u64>, Option<u64>),
     /// The CPUs this process may run on.
@@ -68,10 +71,12 @@ impl Report {
                 s.lines()
                     .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
             });
-        let mut buffer_ring = false;
+        let ring = crate::ring::Ring::with_buffers(8, 1, 4096)
+            .ok()
+            .map(|r| r.features());
+        let buffer_ring = ring.is_some_and(|f| f.provided_buffers);
         let (setup, opcodes) = match IoUring::new(4) {
             Ok(ring) => {
-                buffer_ring = crate::ring::bufs::BufRing::register(&ring, 1, 4096).is_ok();
                 let mut probe = Probe::new();
                 let opcodes = match ring.submitter().register_probe(&mut probe) {
                     Ok(()) => OPCODES
@@ -99,8 +104,9 @@ impl Report {
             opcodes,
             setup_flags,
             buffer_ring,
+            ring,
             memlock: (limit.current, limit.maximum),
-            cpus: crate::server::placement::allowed_cpus().unwrap_or_default(),
+            cpus: crate::placement::allowed_cpus().unwrap_or_default(),
         }
     }
 
@@ -247,12 +253,12 @@ impl fmt::Display for Report {
             writeln!(f, "buffer rings:        {}", yes(self.buffer_ring))?;
         }
         if self.uring_ok() {
-            let has = |n: &str| self.setup_flags.iter().any(|(f, ok)| *f == n && *ok);
+            let ring = self.ring.unwrap_or_default();
             let mut flags = Vec::new();
-            if has("SINGLE_ISSUER") {
+            if ring.single_issuer {
                 flags.push("SINGLE_ISSUER");
             }
-            if has("COOP_TASKRUN") {
+            if ring.coop_taskrun {
                 flags.push("COOP_TASKRUN+TASKRUN_FLAG");
             }
             let multishot = self.version.is_some_and(|v| v >= (5, 19));
@@ -293,7 +299,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "CPUs allowed:        {} ({} shards by default)",
-            crate::server::placement::list(&self.cpus),
+            crate::placement::list(&self.cpus),
             self.cpus.len()
         )?;
         match self.why_not() {

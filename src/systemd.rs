@@ -121,49 +121,114 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-/// The protocols ringlet serves, in the order unnamed sockets are given to them.
-pub const PROTOCOLS: [&str; 2] = ["echo", "file"];
-
 /// The listening sockets systemd passed (`LISTEN_FDS`), each with the
-/// protocol it is for. A socket named `echo` or `file`
-/// (`FileDescriptorName=`) serves that protocol; sockets with any other name
-/// (a unit with several `ListenStream=` names them all alike) go, in order, to
-/// the protocols not yet given one. Empty without socket activation.
-pub fn inherited_sockets() -> Result<Vec<(&'static str, std::net::TcpListener)>, String> {
+/// protocol (one of `protocols`) it is for. Empty without socket activation.
+///
+/// A socket whose `FileDescriptorName=` is one of `protocols` serves that
+/// protocol. Unnamed sockets (no name, `unknown`, or the socket unit's own
+/// name `*.socket`, which one unit gives all its sockets alike) go, in
+/// order, to the protocols not yet given one. Any other name is refused: a
+/// socket is never served with a protocol it was not meant for.
+pub fn inherited_sockets(
+    protocols: &[&str],
+) -> Result<Vec<(String, std::net::TcpListener)>, String> {
     let passed: Vec<(i32, String)> = sd_notify::listen_fds_with_names()
         .map_err(|e| format!("bad socket activation environment: {e}"))?
         .collect();
-    if passed.len() > PROTOCOLS.len() {
-        return Err(format!(
-            "systemd passed {} sockets; ringlet serves at most {} (echo, file)",
-            passed.len(),
-            PROTOCOLS.len()
-        ));
-    }
-    let mut named: Vec<Option<&'static str>> = passed
-        .iter()
-        .map(|(_, name)| PROTOCOLS.iter().copied().find(|p| p == name))
-        .collect();
-    for (i, slot) in named.clone().iter().enumerate() {
-        if slot.is_none() {
-            let free = PROTOCOLS
-                .iter()
-                .copied()
-                .find(|p| !named.contains(&Some(*p)));
-            named[i] = free;
-        }
-    }
-    let mut out = Vec::new();
-    for ((fd, name), protocol) in passed.into_iter().zip(named) {
+    let mut sockets = Vec::new();
+    for (fd, name) in passed {
         // SAFETY: systemd passes these descriptors to this process, open, for
         // it to own (sd_listen_fds(3)); nothing else in the process uses them.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let protocol =
-            protocol.ok_or_else(|| format!("socket {name:?} has no protocol left to serve"))?;
-        if out.iter().any(|(p, _)| *p == protocol) {
-            return Err(format!("two sockets for {protocol}"));
-        }
-        out.push((protocol, std::net::TcpListener::from(owned)));
+        sockets.push((name, std::net::TcpListener::from(owned)));
     }
-    Ok(out)
+    let names: Vec<&str> = sockets.iter().map(|(n, _)| n.as_str()).collect();
+    let assigned = assign(&names, protocols)?;
+    Ok(assigned
+        .into_iter()
+        .zip(sockets)
+        .map(|(protocol, (_, listener))| (protocol.to_string(), listener))
+        .collect())
+}
+
+/// Which protocol each passed socket (by name) serves; see
+/// [`inherited_sockets`].
+fn assign<'p>(names: &[&str], protocols: &[&'p str]) -> Result<Vec<&'p str>, String> {
+    let list = protocols.join(", ");
+    if names.len() > protocols.len() {
+        return Err(format!(
+            "systemd passed {} sockets; ringlet serves at most {} ({list})",
+            names.len(),
+            protocols.len()
+        ));
+    }
+    let unnamed = |n: &str| n.is_empty() || n == "unknown" || n.ends_with(".socket");
+    let mut chosen: Vec<Option<&'p str>> = Vec::new();
+    for name in names {
+        if unnamed(name) {
+            chosen.push(None);
+            continue;
+        }
+        let Some(p) = protocols.iter().find(|p| *p == name) else {
+            return Err(format!(
+                "systemd passed a socket named {name:?} (FileDescriptorName=), which is no protocol \
+                 ringlet serves: name it one of {list}, or leave it unnamed"
+            ));
+        };
+        if chosen.contains(&Some(*p)) {
+            return Err(format!("systemd passed two sockets named {p:?}"));
+        }
+        chosen.push(Some(*p));
+    }
+    let free: Vec<&'p str> = protocols
+        .iter()
+        .filter(|p| !chosen.contains(&Some(**p)))
+        .copied()
+        .collect();
+    let mut free = free.into_iter();
+    Ok(chosen
+        .into_iter()
+        .map(|c| {
+            c.or_else(|| free.next())
+                .expect("no more sockets than protocols")
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assign;
+
+    const P: &[&str] = &["echo", "file"];
+
+    #[test]
+    fn names_decide_and_unnamed_sockets_go_in_order() {
+        assert_eq!(assign(&["file", "echo"], P).unwrap(), ["file", "echo"]);
+        assert_eq!(
+            assign(&["unknown", "unknown"], P).unwrap(),
+            ["echo", "file"]
+        );
+        assert_eq!(
+            assign(&["ringlet.socket", "ringlet.socket"], P).unwrap(),
+            ["echo", "file"]
+        );
+        assert_eq!(assign(&["unknown", "echo"], P).unwrap(), ["file", "echo"]);
+        assert_eq!(assign(&["file"], P).unwrap(), ["file"]);
+    }
+
+    #[test]
+    fn an_unknown_name_or_too_many_sockets_are_refused() {
+        let e = assign(&["echo", "http"], P).unwrap_err();
+        assert!(e.contains("\"http\"") && e.contains("echo, file"), "{e}");
+        assert!(
+            assign(&["echo", "echo"], P)
+                .unwrap_err()
+                .contains("two sockets")
+        );
+        assert!(
+            assign(&["a.socket"; 3], P)
+                .unwrap_err()
+                .contains("at most 2")
+        );
+    }
 }

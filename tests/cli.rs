@@ -122,10 +122,7 @@ fn bad_arguments_say_what_is_wrong() {
 #[test]
 fn cores_respects_the_affinity_mask() {
     // Under taskset to one CPU the default is one shard on that CPU.
-    let cpu = *ringlet::server::placement::allowed_cpus()
-        .unwrap()
-        .last()
-        .unwrap();
+    let cpu = *ringlet::allowed_cpus().unwrap().last().unwrap();
     let server = Ringlet::serve_with("uring", &["--file", "off"], |cmd| {
         use std::os::unix::process::CommandExt;
         // SAFETY: sched_setaffinity is async-signal-safe.

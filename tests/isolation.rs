@@ -15,7 +15,7 @@ use ringlet::{Backend, Buf, Connection, Protocol, Server};
 struct Touchy;
 
 impl Protocol for Touchy {
-    async fn serve<C: Connection>(&self, mut conn: C) -> io::Result<()> {
+    async fn serve<C: Connection>(&self, conn: &mut C) -> io::Result<()> {
         let mut buf = Buf::with_capacity(1024);
         loop {
             let (n, b) = conn.read(buf).await;
@@ -146,6 +146,34 @@ fn connection_n_plus_one_waits_for_a_slot(backend: &str) {
     assert_eq!(read_exact(&mut second, 7), b"second\n");
 }
 
+/// `--max-conns` is one cap per shard for every service together: with one
+/// slot, a file request waits while an echo connection holds it.
+fn max_conns_counts_every_service_of_a_shard(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), "served\n").unwrap();
+    let root = dir.path().to_str().unwrap();
+    let server = Ringlet::serve(
+        backend,
+        &["--cores", "1", "--max-conns", "1", "--root", root],
+    );
+    let mut echo = connect(server.echo());
+    ping(&mut echo, "holding the slot\n");
+    let mut file = connect(server.file());
+    file.write_all(b"f\0").unwrap();
+    file.shutdown(std::net::Shutdown::Write).unwrap();
+    file.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let early = file.read(&mut buf);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+        "the file service was served beside a live echo connection: {early:?}"
+    );
+    drop(echo);
+    file.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    assert_eq!(read_to_close(&mut file), b"served\n");
+}
+
 /// With file descriptors exhausted, accept backs off instead of spinning or
 /// dying, existing connections go on, and service resumes when fds free up.
 fn descriptor_exhaustion_backs_off_and_recovers(backend: &str) {
@@ -204,5 +232,6 @@ on_both_backends!(
     a_busy_handler_that_yields_does_not_starve_its_neighbour,
     a_dead_shard_stops_the_server_within_a_second,
     connection_n_plus_one_waits_for_a_slot,
+    max_conns_counts_every_service_of_a_shard,
     descriptor_exhaustion_backs_off_and_recovers,
 );

@@ -15,7 +15,7 @@ use ringlet::{Backend, Buf, Connection, Protocol, Server};
 struct Staller;
 
 impl Protocol for Staller {
-    async fn serve<C: Connection>(&self, mut conn: C) -> io::Result<()> {
+    async fn serve<C: Connection>(&self, conn: &mut C) -> io::Result<()> {
         let (n, buf) = conn.read(Buf::with_capacity(64)).await;
         if n? > 0 && buf.filled().starts_with(b"stall") {
             std::thread::sleep(Duration::from_millis(2500));

@@ -1,4 +1,5 @@
-//! `ringlet bench`: the load generator.
+//! `ringlet bench`: the load generator. Part of the binary, not the library
+//! (its dependencies come with the `cli` feature only).
 //!
 //! T client threads, each a tokio `current_thread` runtime (optionally
 //! pinned), share N connections. Every byte that comes back is checked; a
@@ -20,7 +21,7 @@ pub mod report;
 pub mod soak;
 pub mod stats;
 
-pub use stats::{Outcome, Totals};
+pub use stats::Totals;
 
 /// Where the client threads run.
 #[derive(Debug, Clone)]
@@ -47,7 +48,7 @@ where
     let totals = Arc::new(Totals::new());
     let task = Arc::new(task);
     let deadline = Instant::now() + duration;
-    let cpus = crate::server::placement::allowed_cpus()?;
+    let cpus = ringlet::allowed_cpus()?;
     let count = threads.count.clamp(1, conns.max(1));
     let mut handles = Vec::new();
     for t in 0..count {

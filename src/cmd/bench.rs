@@ -2,16 +2,14 @@
 
 use std::io::IsTerminal as _;
 
-use ringlet::server::placement;
-
+use crate::bench::{self, Threads};
 use crate::cli::{Bench, BenchCommon};
 
 pub fn bench(b: Bench) -> anyhow::Result<()> {
-    use ringlet::bench::{self, Threads};
     let threads = |c: &BenchCommon| Threads {
         count: c
             .threads
-            .unwrap_or_else(|| placement::allowed_cpus().map_or(1, |c| c.len())),
+            .unwrap_or_else(|| ringlet::allowed_cpus().map_or(1, |c| c.len())),
         pin: c.pin,
     };
     let duration = |c: &BenchCommon| {
@@ -64,7 +62,7 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
                 threads: Threads {
                     count: o
                         .threads
-                        .unwrap_or_else(|| placement::allowed_cpus().map_or(1, |c| c.len())),
+                        .unwrap_or_else(|| ringlet::allowed_cpus().map_or(1, |c| c.len())),
                     pin: false,
                 },
                 reset_every: o.reset_every,

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod logging;
+pub mod registry;
 pub mod serve;
 
 use std::process::ExitCode;

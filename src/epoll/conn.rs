@@ -8,43 +8,34 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::io::{
-    Buf, Connection, Timeouts, full_buffer_error, read_limit, timed_out, write_timed_out,
-};
-use crate::proto::root::RegularFile;
-use crate::server::monitor::ShardStats;
+use crate::backend::Socket;
+use crate::fs::RegularFile;
+use crate::io::{Buf, Connection, Timeouts, read_limit, timed_out, write_timed_out};
 
 /// Most bytes one `sendfile` call may move before the task yields
 /// (nginx's `sendfile_max_chunk` default).
-pub const SENDFILE_CHUNK: usize = 2 << 20;
+pub(crate) const SENDFILE_CHUNK: usize = 2 << 20;
 
 /// An accepted TCP connection on an epoll shard.
-pub struct EpollConn {
+pub(crate) struct EpollConn {
     stream: TcpStream,
     peer: SocketAddr,
-    stats: Arc<ShardStats>,
     timeouts: Timeouts,
     read_deadline: Option<Instant>,
 }
 
 impl EpollConn {
-    /// Wrap an accepted stream; bytes are counted in its shard's `stats`.
-    pub(crate) fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        stats: Arc<ShardStats>,
-        timeouts: Timeouts,
-    ) -> EpollConn {
+    /// Wrap an accepted stream.
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, timeouts: Timeouts) -> EpollConn {
         EpollConn {
             stream,
             peer,
-            stats,
             timeouts,
             read_deadline: None,
         }
@@ -61,21 +52,23 @@ impl EpollConn {
     }
 }
 
+impl Socket for EpollConn {
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
 impl Connection for EpollConn {
     fn peer(&self) -> SocketAddr {
         self.peer
     }
 
     async fn read(&mut self, mut buf: Buf) -> (io::Result<usize>, Buf) {
-        if buf.is_full() {
-            return (Err(full_buffer_error()), buf);
-        }
         let idle = self.timeouts.idle;
         loop {
             match self.stream.try_read(buf.spare_mut()) {
                 Ok(n) => {
                     buf.advance(n);
-                    self.stats.received(n);
                     return (Ok(n), buf);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -97,10 +90,7 @@ impl Connection for EpollConn {
         let mut done = 0;
         while done < len {
             match self.stream.try_write(&buf.filled()[done..len]) {
-                Ok(n) => {
-                    done += n;
-                    self.stats.sent(n as u64);
-                }
+                Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(e) = self.writable().await {
                         return (Err(e), buf);
@@ -124,10 +114,7 @@ impl Connection for EpollConn {
             });
             match sent {
                 Ok(0) => break, // the file ended early: it shrank
-                Ok(n) => {
-                    self.stats.sent(n as u64);
-                    tokio::task::coop::consume_budget().await;
-                }
+                Ok(_) => tokio::task::coop::consume_budget().await,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }

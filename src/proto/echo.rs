@@ -48,7 +48,7 @@ impl Default for Echo {
 }
 
 impl Protocol for Echo {
-    async fn serve<C: Connection>(&self, mut conn: C) -> io::Result<()> {
+    async fn serve<C: Connection>(&self, conn: &mut C) -> io::Result<()> {
         let mut buf = Buf::with_capacity(self.buffer);
         loop {
             let (res, b) = conn.read(buf).await;

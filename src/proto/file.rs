@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
+use crate::fs::{DisplayPath, Root};
 use crate::io::{Buf, Connection};
 use crate::proto::Protocol;
 use crate::proto::request::{self, MAX_REQUEST, Request};
-use crate::proto::root::{DisplayPath, Root};
 
 /// The file protocol, serving files beneath one root.
 #[derive(Debug, Clone)]
@@ -61,13 +61,13 @@ impl FileServer {
 }
 
 impl Protocol for FileServer {
-    async fn serve<C: Connection>(&self, mut conn: C) -> io::Result<()> {
+    async fn serve<C: Connection>(&self, conn: &mut C) -> io::Result<()> {
         let peer = conn.peer();
         let mut buf = Buf::with_capacity(MAX_REQUEST);
         // Framed mode's status lines; a reason is short, so 256 bytes hold any.
         let mut status = Buf::with_capacity(if self.framed { 256 } else { 0 });
         loop {
-            let (res, b) = request::read(&mut conn, buf, self.request_timeout).await;
+            let (res, b) = request::read(conn, buf, self.request_timeout).await;
             buf = b;
             let len = match res? {
                 Request::Path(len) => len,
@@ -83,13 +83,13 @@ impl Protocol for FileServer {
                         "file: {peer}: refused: request not complete within {:?} (request timeout)",
                         self.request_timeout
                     );
-                    self.send_status(&mut conn, &mut status, format_args!("ERR request timeout"))
+                    self.send_status(conn, &mut status, format_args!("ERR request timeout"))
                         .await?;
                     return Ok(());
                 }
                 Request::TooLong => {
                     warn!("file: {peer}: refused: no NUL within {MAX_REQUEST} bytes");
-                    self.send_status(&mut conn, &mut status, format_args!("ERR request too long"))
+                    self.send_status(conn, &mut status, format_args!("ERR request too long"))
                         .await?;
                     return Ok(());
                 }
@@ -106,14 +106,14 @@ impl Protocol for FileServer {
                     if !self.framed {
                         return Ok(());
                     }
-                    self.send_status(&mut conn, &mut status, format_args!("ERR {reason}"))
+                    self.send_status(conn, &mut status, format_args!("ERR {reason}"))
                         .await?;
                     buf.consume(len + 1);
                     continue;
                 }
             };
             let size = file.size();
-            self.send_status(&mut conn, &mut status, format_args!("OK {size}"))
+            self.send_status(conn, &mut status, format_args!("OK {size}"))
                 .await?;
             let sent = conn.send_file(file).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("sending {}: {e}", DisplayPath(path)))

@@ -100,11 +100,13 @@ impl BufRing {
     }
 
     /// How many buffers there are.
+    #[cfg(test)]
     pub fn count(&self) -> u16 {
         self.count
     }
 
     /// Buffers handed out by the kernel and not yet recycled.
+    #[cfg(test)]
     pub fn out(&self) -> usize {
         self.out.get()
     }

@@ -1,11 +1,15 @@
 //! The completion ring: one io_uring per shard, beside glommio's own, for the
 //! operations glommio lacks or does readiness-style.
 //!
+//! - **Operations** are one struct each (see [`op`]), owning what the kernel
+//!   reads: buffers, paths, and a [`SharedFd`] clone of each descriptor they
+//!   name, so no descriptor is closed (and its number reused) while an
+//!   operation naming it is queued, linked or in flight.
 //! - **Bookkeeping**: every operation in flight has a [`slab`] entry; its key
 //!   is the SQE's `user_data`. The entry says who waits for the result, or,
-//!   once the waiting future was dropped, holds that future's buffers until
-//!   the kernel's completion arrives (see [`op`]): memory the kernel may still
-//!   write is never freed early.
+//!   once the waiting future was dropped, holds that operation's data until
+//!   the kernel's completion arrives (see [`lifecycle`]): memory the kernel
+//!   may still write is never freed early.
 //! - **Completions** are announced through an eventfd registered on the ring,
 //!   which a glommio task reads through glommio's own ring; no thread ever
 //!   blocks, and the shard sleeps in one place.
@@ -23,7 +27,7 @@
 //! eventfd would stay silent while the shard sleeps in glommio's ring.
 //!
 //! This module (and its children) hold the crate's ring `unsafe`; each block
-//! says why it is sound.
+//! says why it is sound. It knows nothing of servers or protocols.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -31,18 +35,21 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, squeue, types};
 use slab::Slab;
 
 pub mod bufs;
-pub mod conn;
+mod fd;
+pub mod lifecycle;
 pub mod op;
-pub mod ops;
 pub mod pipes;
 
 use bufs::BufRing;
-use op::{Completion, Slot};
+pub use fd::SharedFd;
+use lifecycle::{Completion, MultiOp, Op, Slot};
+use op::{Operation, Single};
 
 /// Completion queue entries per submission queue entry.
 const CQ_PER_SQ: u32 = 8;
@@ -55,7 +62,8 @@ const CQ_PER_SQ: u32 = 8;
 pub const RECV_BUFFERS: u16 = 1024;
 pub const RECV_BUFFER_SIZE: u32 = 4 * 1024;
 
-/// `user_data` of operations whose completion nobody waits for (cancels).
+/// `user_data` of operations whose completion nobody waits for (cancels,
+/// linked timeouts).
 const DETACHED: u64 = u64::MAX;
 
 /// Which optional features the ring was built with.
@@ -67,7 +75,7 @@ pub struct Features {
     pub provided_buffers: bool,
 }
 
-/// Counters, for tests and benchmarks.
+/// What the ring has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RingStats {
     /// `io_uring_enter` calls made to submit.
@@ -78,6 +86,8 @@ pub struct RingStats {
     pub completions: u64,
     /// Receives that found every provided buffer in use (`ENOBUFS`).
     pub no_buffers: u64,
+    /// Times the completion queue overflowed into the kernel's list.
+    pub cq_overflows: u64,
 }
 
 /// A shard's ring. Cheap to clone; never leaves its thread.
@@ -235,45 +245,89 @@ impl Ring {
     pub(crate) fn inner(&self) -> &Rc<Inner> {
         &self.inner
     }
+
+    /// Submit `op`; the returned future resolves to its result. Dropping
+    /// the future early cancels the operation (its data stays alive until
+    /// the kernel is done with it).
+    pub fn submit<T: Single>(&self, op: T) -> Op<T> {
+        self.push_single(op, None)
+    }
+
+    /// As [`Ring::submit`], with a linked timeout: if `op` has not completed
+    /// within `limit`, the kernel cancels it and it fails with `TimedOut`.
+    /// No user-space timer is armed.
+    pub fn submit_within<T: Single>(&self, op: T, limit: Duration) -> Op<T> {
+        self.push_single(op, Some(limit))
+    }
+
+    fn push_single<T: Single>(&self, mut op: T, limit: Option<Duration>) -> Op<T> {
+        let key = self.inner.slots.borrow_mut().insert(Slot::Waiting(None));
+        let sqe = op.sqe().user_data(key as u64);
+        let timeout = limit.map(|l| Box::new(types::Timespec::from(l)));
+        match &timeout {
+            None => self.inner.enqueue(&[sqe]),
+            Some(ts) => self.inner.enqueue(&[
+                sqe.flags(squeue::Flags::IO_LINK),
+                io_uring::opcode::LinkTimeout::new(&**ts)
+                    .build()
+                    .user_data(DETACHED),
+            ]),
+        }
+        Op::new(self, key, op, timeout)
+    }
+
+    /// Submit a multishot operation: a stream of completions.
+    pub fn submit_multi<T: Operation>(&self, mut op: T) -> MultiOp<T> {
+        let key = self.inner.slots.borrow_mut().insert(Slot::Multi {
+            queue: Default::default(),
+            waker: None,
+            ended: false,
+        });
+        self.inner.enqueue(&[op.sqe().user_data(key as u64)]);
+        MultiOp::new(self, key, op)
+    }
+
+    /// Submit two operations as a chain: the second starts only if the
+    /// first completes in full (a short first result cancels the second,
+    /// which then fails with `ECANCELED`).
+    pub fn submit_chain<A: Single, B: Single>(&self, mut a: A, mut b: B) -> (Op<A>, Op<B>) {
+        let (ka, kb) = {
+            let mut slots = self.inner.slots.borrow_mut();
+            (
+                slots.insert(Slot::Waiting(None)),
+                slots.insert(Slot::Waiting(None)),
+            )
+        };
+        self.inner.enqueue(&[
+            a.sqe().user_data(ka as u64).flags(squeue::Flags::IO_LINK),
+            b.sqe().user_data(kb as u64),
+        ]);
+        (Op::new(self, ka, a, None), Op::new(self, kb, b, None))
+    }
+
+    #[cfg(feature = "internals")]
+    /// Send `buf.filled()[from..to]` once with `SEND_ZC`, and hand `buf`
+    /// back only once the kernel's notification says it is done with it.
+    pub async fn send_zc(
+        &self,
+        fd: &SharedFd,
+        buf: crate::buf::Buf,
+        from: usize,
+        to: usize,
+    ) -> (io::Result<usize>, crate::buf::Buf) {
+        let mut op = self.submit_multi(op::SendZc::new(fd, buf, from, to));
+        let mut result = None;
+        while let Some(c) = op.next().await {
+            if !cqueue::notif(c.flags) {
+                result = Some(c.into_result().map(|n| n as usize));
+            }
+        }
+        let res = result.unwrap_or_else(|| Err(io::Error::other("SEND_ZC posted no result")));
+        (res, op.into_data().into_buf())
+    }
 }
 
 impl Inner {
-    /// Queue `sqe` for the slot `key` (or detached), to go out this turn.
-    pub(crate) fn push(&self, sqe: squeue::Entry, key: u64) {
-        self.enqueue(&[sqe.user_data(key)]);
-    }
-
-    /// Queue `sqe` for slot `key`, linked to a timeout: if it has not
-    /// completed within `timespec`, the kernel cancels it (-ECANCELED).
-    pub(crate) fn push_with_timeout(
-        &self,
-        sqe: squeue::Entry,
-        key: u64,
-        timespec: *const types::Timespec,
-    ) {
-        self.enqueue(&[
-            sqe.user_data(key).flags(squeue::Flags::IO_LINK),
-            io_uring::opcode::LinkTimeout::new(timespec)
-                .build()
-                .user_data(DETACHED),
-        ]);
-    }
-
-    /// Queue two SQEs as a chain: the second starts only if the first
-    /// completes in full (a short first result cancels the second).
-    pub(crate) fn push_chain(
-        &self,
-        first: squeue::Entry,
-        first_key: u64,
-        second: squeue::Entry,
-        second_key: u64,
-    ) {
-        self.enqueue(&[
-            first.user_data(first_key).flags(squeue::Flags::IO_LINK),
-            second.user_data(second_key),
-        ]);
-    }
-
     /// Put `entries` on the submission queue together (a linked chain must
     /// be contiguous), submitting early if it is full, and have the
     /// submitter send them this turn.
@@ -281,9 +335,9 @@ impl Inner {
         let mut uring = self.uring.borrow_mut();
         loop {
             // SAFETY: every pointer in these SQEs points into data owned by
-            // its operation's slot, alive until that operation's completion
-            // (detached cancels point at no memory; a linked timeout's
-            // timespec is copied by the kernel at submission).
+            // its operation, alive until that operation's final completion
+            // (see `op::Operation`); cancels point at no memory; a linked
+            // timeout's timespec is owned by its `Op` (or its abandoned slot).
             let pushed = unsafe { uring.submission().push_multiple(entries) };
             if pushed.is_ok() {
                 break;
@@ -329,6 +383,7 @@ impl Inner {
     /// Hand every posted completion to its slot.
     pub(crate) fn reap(&self) {
         let mut done = Vec::new();
+        let mut overflowed = false;
         {
             let mut uring = self.uring.borrow_mut();
             loop {
@@ -346,6 +401,7 @@ impl Inner {
                 if !uring.submission().cq_overflow() {
                     break;
                 }
+                overflowed = true;
                 let _ = uring.submit();
             }
         }
@@ -354,37 +410,15 @@ impl Inner {
         }
         let mut s = self.stats.get();
         s.completions += done.len() as u64;
+        s.cq_overflows += u64::from(overflowed);
         self.stats.set(s);
-        let mut slots = self.slots.borrow_mut();
         for (key, result, flags) in done {
             if let (Some(_), Some(bufs)) = (cqueue::buffer_select(flags), &self.bufs) {
                 bufs.handed_out();
             }
-            if key == DETACHED {
-                continue;
+            if key != DETACHED {
+                self.deliver(key as usize, Completion { result, flags });
             }
-            let key = key as usize;
-            let more = cqueue::more(flags);
-            let finished = match slots.get_mut(key) {
-                Some(slot @ Slot::Abandoned(..)) => {
-                    self.unclaimed(Completion { result, flags });
-                    slot.complete(result, flags, more)
-                }
-                Some(slot) => slot.complete(result, flags, more),
-                None => false,
-            };
-            if finished {
-                // Abandoned and final: now the kernel is done with its memory.
-                slots.remove(key);
-            }
-        }
-    }
-
-    /// Release what a completion nobody will read holds in the ring itself:
-    /// the provided buffer it names goes back to the kernel.
-    pub(crate) fn unclaimed(&self, c: Completion) {
-        if let (Some(bid), Some(bufs)) = (cqueue::buffer_select(c.flags), &self.bufs) {
-            bufs.recycle(bid);
         }
     }
 
@@ -398,8 +432,7 @@ impl Inner {
     /// Ask the kernel to cancel the operation in slot `key`; its completion
     /// (with -ECANCELED, or its real result if it won the race) still comes.
     pub(crate) fn cancel(&self, key: usize) {
-        let sqe = io_uring::opcode::AsyncCancel::new(key as u64).build();
-        self.push(sqe, DETACHED);
+        self.enqueue(&[op::cancel::sqe(key as u64).user_data(DETACHED)]);
     }
 }
 

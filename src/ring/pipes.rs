@@ -13,8 +13,9 @@
 //! not keep the budget from the many small streams that follow.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::OwnedFd;
 use std::rc::Rc;
+
+use super::SharedFd;
 
 /// The usual pipe, and the pipe for files of at least its size.
 pub const SMALL: usize = 256 * 1024;
@@ -23,10 +24,11 @@ pub const LARGE: usize = 1024 * 1024;
 const IDLE_PIPES: usize = 8;
 const PAGE: usize = 4096;
 
-/// A pipe and its capacity.
+/// A pipe and its capacity. Its ends are shared with the splices naming
+/// them, so a pipe given up mid-stream closes only once they are done.
 pub struct Pipe {
-    pub read: OwnedFd,
-    pub write: OwnedFd,
+    pub read: SharedFd,
+    pub write: SharedFd,
     size: usize,
 }
 
@@ -94,7 +96,11 @@ impl PipePool {
         }
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
         let size = rustix::pipe::fcntl_getpipe_size(&write).unwrap_or(16 * PAGE);
-        let mut pipe = Pipe { read, write, size };
+        let mut pipe = Pipe {
+            read: read.into(),
+            write: write.into(),
+            size,
+        };
         self.live.set(self.live.get() + 1);
         self.pages.set(self.pages.get() + size / PAGE);
         self.resize(&mut pipe, want);
@@ -133,12 +139,13 @@ impl PipePool {
         }
     }
 
-    /// Pipes in existence (in use or free), for tests.
+    /// Pipes in existence (in use or free).
     pub fn live(&self) -> usize {
         self.live.get()
     }
 
     /// Pages the pipes in existence hold, for tests.
+    #[cfg(test)]
     pub fn pages(&self) -> usize {
         self.pages.get()
     }

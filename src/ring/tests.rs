@@ -2,15 +2,34 @@
 //! operations, and cancellation safety (dropped operations are cancelled,
 //! their memory kept until the kernel is done, the bookkeeping back to empty).
 
-use std::io::{Read, Write};
+use std::io::{Read as _, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::future;
+use io_uring::squeue;
 
-use super::Ring;
-use crate::io::Buf;
+use super::lifecycle::Completion;
+use super::op::{self, AcceptMulti, Nop, OpenAt2, Operation, Recv, RecvProvided, Single, Splice};
+use super::{Ring, SharedFd};
+use crate::buf::Buf;
+
+/// The two ends of a Unix stream socket pair, the first one shared.
+fn pair() -> (SharedFd, std::os::unix::net::UnixStream) {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    (SharedFd::new(OwnedFd::from(a)), b)
+}
+
+/// The inode descriptor `fd` stands for now, if it is open. Other tests in
+/// this process open descriptors too, so a number alone proves nothing:
+/// the same number on another inode means ours was closed.
+fn inode(fd: RawFd) -> Option<u64> {
+    // SAFETY: the descriptor is only inspected, never used or closed.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::fs::fstat(fd).ok().map(|st| st.st_ino)
+}
 
 fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce(Ring) -> F + Send + 'static) {
     run_returning(f)
@@ -53,10 +72,9 @@ fn run_on<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
 #[test]
 fn a_thousand_operations_go_out_in_a_few_enters() {
     run(|ring| async move {
-        let ops: Vec<_> = (0..1000).map(|_| ring.nop()).collect();
+        let ops: Vec<_> = (0..1000).map(|_| ring.submit(Nop)).collect();
         for op in ops {
-            let (c, ()) = op.await;
-            assert_eq!(c.result, 0);
+            assert_eq!(op.await.result, 0);
         }
         let s = ring.stats();
         assert_eq!((s.pushed, s.completions), (1000, 1000));
@@ -77,13 +95,12 @@ fn accept_recv_and_send_echo_through_the_ring() {
         back
     });
     run(move |ring| async move {
-        let mut accepts = ring.accept_multi(listener.as_raw_fd());
-        let fd = super::ops::fd_of(accepts.next().await.unwrap()).unwrap();
-        // SAFETY: the accepted descriptor is ours alone.
-        let conn = unsafe { OwnedFd::from_raw_fd(fd) };
-        let (n, buf) = ring.recv(conn.as_raw_fd(), Buf::with_capacity(64)).await;
+        let listener = SharedFd::new(listener.into());
+        let mut accepts = ring.submit_multi(AcceptMulti::new(&listener));
+        let conn = SharedFd::new(op::accepted(accepts.next().await.unwrap()).unwrap());
+        let (n, buf) = ring.submit(Recv::new(&conn, Buf::with_capacity(64))).await;
         assert_eq!(n.unwrap(), 10);
-        let (sent, _) = ring.send(conn.as_raw_fd(), buf, 0, 10).await;
+        let (sent, _) = ring.submit(op::Send::new(&conn, buf, 0, 10)).await;
         assert_eq!(sent.unwrap(), 10);
         drop(accepts);
         settle(&ring).await;
@@ -95,12 +112,10 @@ fn accept_recv_and_send_echo_through_the_ring() {
 #[test]
 fn thousands_of_dropped_receives_are_cancelled_and_freed() {
     run(|ring| async move {
-        let pairs: Vec<_> = (0..2000)
-            .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
-            .collect();
+        let pairs: Vec<_> = (0..2000).map(|_| pair()).collect();
         let mut pending = Vec::new();
         for (a, _) in &pairs {
-            let mut op = Box::pin(ring.recv(a.as_raw_fd(), Buf::with_capacity(4096)));
+            let mut op = Box::pin(ring.submit(Recv::new(a, Buf::with_capacity(4096))));
             // Poll once: the receive is now in the kernel, waiting for data
             // that never comes.
             assert!(future::poll_once(&mut op).await.is_none());
@@ -121,11 +136,10 @@ fn a_dropped_multishot_accept_closes_what_nobody_took() {
     let addr = listener.local_addr().unwrap();
     let clients: Vec<_> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
     let listener = run_returning(move |ring| async move {
-        let mut accepts = ring.accept_multi(listener.as_raw_fd());
+        let shared = SharedFd::new(listener.try_clone().unwrap().into());
+        let mut accepts = ring.submit_multi(AcceptMulti::new(&shared));
         // Take one, leave the rest queued in the op or still arriving.
-        let first = super::ops::fd_of(accepts.next().await.unwrap()).unwrap();
-        // SAFETY: the accepted descriptor is ours alone.
-        drop(unsafe { OwnedFd::from_raw_fd(first) });
+        drop(op::accepted(accepts.next().await.unwrap()).unwrap());
         glommio::timer::sleep(Duration::from_millis(20)).await;
         drop(accepts);
         settle(&ring).await;
@@ -155,22 +169,17 @@ fn a_dropped_multishot_accept_closes_what_nobody_took() {
 fn openat2_through_the_ring_stays_beneath_its_root() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f"), "inside").unwrap();
-    let root = std::fs::File::open(dir.path()).unwrap();
+    let root = Arc::new(OwnedFd::from(std::fs::File::open(dir.path()).unwrap()));
     run(move |ring| async move {
         let beneath = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
         let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-        let fd = ring
-            .openat2(root.as_raw_fd(), b"f", flags, beneath)
-            .await
-            .unwrap();
-        // SAFETY: the descriptor the ring opened is ours alone.
-        let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let open = |path: &[u8]| OpenAt2::new(&root, path, flags, beneath).unwrap();
+        let fd = ring.submit(open(b"f")).await.unwrap();
+        let mut f = std::fs::File::from(fd);
         let mut s = String::new();
         f.read_to_string(&mut s).unwrap();
         assert_eq!(s, "inside");
-        let escape = ring
-            .openat2(root.as_raw_fd(), b"../../etc/passwd", flags, beneath)
-            .await;
+        let escape = ring.submit(open(b"../../etc/passwd")).await;
         assert_eq!(escape.unwrap_err().raw_os_error(), Some(libc::EXDEV));
     });
 }
@@ -188,17 +197,19 @@ fn splice_moves_a_file_through_a_pipe_to_a_socket() {
         got
     });
     run(move |ring| async move {
+        let (file, tx) = (SharedFd::new(file.into()), SharedFd::new(tx.into()));
         let (pr, pw) = rustix::pipe::pipe().unwrap();
+        let (pr, pw) = (SharedFd::new(pr), SharedFd::new(pw));
         let mut off = 0u64;
         while off < 200_000 {
             let n = ring
-                .splice(file.as_raw_fd(), Some(off), pw.as_raw_fd(), 65536)
+                .submit(Splice::new(&file, Some(off), &pw, 65536))
                 .await
                 .unwrap();
             let mut left = n;
             while left > 0 {
                 left -= ring
-                    .splice(pr.as_raw_fd(), None, tx.as_raw_fd(), left as u32)
+                    .submit(Splice::new(&pr, None, &tx, left as u32))
                     .await
                     .unwrap();
             }
@@ -218,21 +229,31 @@ impl Drop for Witness {
     }
 }
 
+/// A receive that also holds a [`Witness`].
+struct WitnessedRecv(Recv, #[allow(dead_code)] Witness);
+
+// SAFETY: as for `Recv`; the witness points the kernel at nothing.
+unsafe impl Operation for WitnessedRecv {
+    fn sqe(&mut self) -> squeue::Entry {
+        self.0.sqe()
+    }
+}
+
+impl Single for WitnessedRecv {
+    type Output = Completion;
+
+    fn complete(self, c: Completion) -> Completion {
+        c
+    }
+}
+
 #[test]
 fn an_abandoned_operation_keeps_its_buffer_until_the_kernel_lets_go() {
     run(|ring| async move {
-        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (a, b) = pair();
         let dropped = std::rc::Rc::new(std::cell::Cell::new(0));
-        let mut buf = Buf::with_capacity(4096);
-        let spare = buf.spare_mut();
-        let sqe = io_uring::opcode::Recv::new(
-            io_uring::types::Fd(a.as_raw_fd()),
-            spare.as_mut_ptr(),
-            spare.len() as u32,
-        )
-        .build();
-        // SAFETY: the SQE points into `buf`'s heap bytes, owned by the op.
-        let op = unsafe { super::op::Op::push(&ring, sqe, (buf, Witness(dropped.clone()))) };
+        let recv = Recv::new(&a, Buf::with_capacity(4096));
+        let op = ring.submit(WitnessedRecv(recv, Witness(dropped.clone())));
         glommio::yield_if_needed().await;
         glommio::timer::sleep(Duration::from_millis(10)).await;
         drop(op);
@@ -254,6 +275,59 @@ fn an_abandoned_operation_keeps_its_buffer_until_the_kernel_lets_go() {
     });
 }
 
+#[test]
+fn a_descriptor_stays_open_while_a_queued_operation_names_it() {
+    run(|ring| async move {
+        let (a, mut b) = pair();
+        let (number, ours) = (a.raw(), inode(a.raw()));
+        // Queued, not yet submitted, and dropped at once: cancelled, but
+        // the kernel may still issue it first.
+        let mut msg = Buf::with_capacity(5);
+        msg.extend_from_slice(b"first");
+        drop(ring.submit(op::Send::new(&a, msg, 0, 5)));
+        drop(a); // the owner lets go
+        assert_eq!(
+            inode(number),
+            ours,
+            "descriptor {number} closed under a queued send: its number could be reused"
+        );
+        settle(&ring).await;
+        assert_ne!(inode(number), ours, "descriptor {number} leaked");
+        // Whatever the send did, it did on its own socket.
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).unwrap();
+        assert!(got.is_empty() || got == b"first", "{got:?}");
+    });
+}
+
+#[test]
+fn a_linked_operation_keeps_its_descriptor_until_it_is_issued() {
+    run(|ring| async move {
+        // A chain whose second half names a socket: file -> pipe, then
+        // pipe -> socket. The caller drops both halves and the socket
+        // before the kernel gets to the second.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), vec![7u8; 100_000]).unwrap();
+        let file = SharedFd::new(std::fs::File::open(dir.path().join("f")).unwrap().into());
+        let (pr, pw) = rustix::pipe::pipe().unwrap();
+        let (pr, pw) = (SharedFd::new(pr), SharedFd::new(pw));
+        let (sock, mut peer) = pair();
+        let (number, ours) = (sock.raw(), inode(sock.raw()));
+        let (first, second) = ring.submit_chain(
+            Splice::new(&file, Some(0), &pw, 65536),
+            Splice::new(&pr, None, &sock, 65536),
+        );
+        drop((first, second, sock, pr, pw, file));
+        assert_eq!(inode(number), ours, "socket closed under a linked splice");
+        settle(&ring).await;
+        assert_ne!(inode(number), ours, "descriptor {number} leaked");
+        peer.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let _ = peer.read_to_end(&mut got);
+        assert!(got.iter().all(|&b| b == 7), "only the file's bytes, if any");
+    });
+}
+
 const LONG: Duration = Duration::from_secs(30);
 
 #[test]
@@ -261,36 +335,25 @@ fn a_provided_buffer_carries_the_bytes_and_goes_back_when_dropped() {
     run(|ring| async move {
         let bufs = ring.buffers().expect("buffer rings (Linux 5.19+)");
         assert_eq!(bufs.out(), 0);
-        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (a, mut b) = pair();
+        let recv = |max| ring.submit_within(RecvProvided::new(&ring, &a, max).unwrap(), LONG);
         b.write_all(b"provided").unwrap();
-        let got = ring
-            .recv_provided_within(a.as_raw_fd(), 4096, LONG)
-            .await
-            .unwrap();
+        let got = recv(4096).await.unwrap();
         assert_eq!(got.bytes(), b"provided");
         assert_eq!(ring.buffers().unwrap().out(), 1, "held while in use");
         drop(got);
         assert_eq!(ring.buffers().unwrap().out(), 0, "recycled on drop");
         // At most `max` bytes, the rest stays in the socket.
         b.write_all(b"0123456789").unwrap();
-        let got = ring
-            .recv_provided_within(a.as_raw_fd(), 4, LONG)
-            .await
-            .unwrap();
+        let got = recv(4).await.unwrap();
         assert_eq!(got.bytes(), b"0123");
         assert!(got.more_waiting(), "the kernel said the rest is waiting");
         drop(got);
         drop(b);
-        let rest = ring
-            .recv_provided_within(a.as_raw_fd(), 4096, LONG)
-            .await
-            .unwrap();
+        let rest = recv(4096).await.unwrap();
         assert_eq!(rest.bytes(), b"456789");
         drop(rest);
-        let eof = ring
-            .recv_provided_within(a.as_raw_fd(), 4096, LONG)
-            .await
-            .unwrap();
+        let eof = recv(4096).await.unwrap();
         assert_eq!(eof.bytes(), b"", "end of stream");
         drop(eof);
         assert_eq!(ring.buffers().unwrap().out(), 0);
@@ -301,9 +364,10 @@ fn a_provided_buffer_carries_the_bytes_and_goes_back_when_dropped() {
 #[test]
 fn a_provided_receive_times_out_holding_nothing() {
     run(|ring| async move {
-        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (a, _b) = pair();
+        let recv = RecvProvided::new(&ring, &a, 4096).unwrap();
         let err = ring
-            .recv_provided_within(a.as_raw_fd(), 4096, Duration::from_millis(30))
+            .submit_within(recv, Duration::from_millis(30))
             .await
             .err()
             .expect("nothing was sent");
@@ -319,23 +383,16 @@ fn out_of_provided_buffers_is_enobufs_and_nothing_leaks() {
     run_on(
         || Ring::with_buffers(64, 2, 64),
         |ring| async move {
-            let pairs: Vec<_> = (0..3)
-                .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
-                .collect();
+            let pairs: Vec<_> = (0..3).map(|_| pair()).collect();
             for (_, mut b) in pairs.iter().map(|(a, b)| (a, b)) {
                 b.write_all(b"data").unwrap();
             }
+            let recv = |fd| ring.submit_within(RecvProvided::new(&ring, fd, 4096).unwrap(), LONG);
             let mut held = Vec::new();
             for (a, _) in &pairs[..2] {
-                held.push(
-                    ring.recv_provided_within(a.as_raw_fd(), 4096, LONG)
-                        .await
-                        .unwrap(),
-                );
+                held.push(recv(a).await.unwrap());
             }
-            let third = ring
-                .recv_provided_within(pairs[2].0.as_raw_fd(), 4096, LONG)
-                .await;
+            let third = recv(&pairs[2].0).await;
             assert_eq!(
                 third.err().and_then(|e| e.raw_os_error()),
                 Some(libc::ENOBUFS)
@@ -344,10 +401,7 @@ fn out_of_provided_buffers_is_enobufs_and_nothing_leaks() {
             assert!(held.iter().all(|g| g.bytes() == b"data"));
             drop(held);
             // Both buffers are back: the third socket's data arrives now.
-            let got = ring
-                .recv_provided_within(pairs[2].0.as_raw_fd(), 4096, LONG)
-                .await
-                .unwrap();
+            let got = recv(&pairs[2].0).await.unwrap();
             assert_eq!(got.bytes(), b"data");
             drop(got);
             assert_eq!(ring.buffers().unwrap().out(), 0);
@@ -364,12 +418,11 @@ fn dropped_provided_receives_give_every_buffer_back() {
         || Ring::with_buffers(16, 256, 16 * 1024),
         |ring| async move {
             let count = ring.buffers().unwrap().count() as usize;
-            let pairs: Vec<_> = (0..2000)
-                .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
-                .collect();
+            let pairs: Vec<_> = (0..2000).map(|_| pair()).collect();
+            let recv = |fd| ring.submit_within(RecvProvided::new(&ring, fd, 4096).unwrap(), LONG);
             let mut pending = Vec::new();
             for (a, _) in &pairs {
-                let mut op = Box::pin(ring.recv_provided_within(a.as_raw_fd(), 4096, LONG));
+                let mut op = Box::pin(recv(a));
                 assert!(future::poll_once(&mut op).await.is_none());
                 pending.push(op);
             }
@@ -385,16 +438,11 @@ fn dropped_provided_receives_give_every_buffer_back() {
             assert_eq!(ring.in_flight(), 0, "slots leaked");
             assert_eq!(ring.buffers().unwrap().out(), 0, "buffers leaked");
             // And the kernel really has them all again.
-            let fresh: Vec<_> = (0..count)
-                .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
-                .collect();
+            let fresh: Vec<_> = (0..count).map(|_| pair()).collect();
             let mut held = Vec::new();
             for (a, b) in &fresh {
                 (&*b).write_all(b"y").unwrap();
-                let got = ring
-                    .recv_provided_within(a.as_raw_fd(), 4096, LONG)
-                    .await
-                    .expect("a buffer for each");
+                let got = recv(a).await.expect("a buffer for each");
                 assert_eq!(got.bytes(), b"y");
                 held.push(got);
             }
@@ -411,12 +459,10 @@ fn completions_beyond_a_full_completion_queue_are_still_delivered() {
     run_on(
         || Ring::with_buffers(16, 2, 64),
         |ring| async move {
-            let pairs: Vec<_> = (0..600)
-                .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
-                .collect();
+            let pairs: Vec<_> = (0..600).map(|_| pair()).collect();
             let mut pending = Vec::new();
             for (a, _) in &pairs {
-                let mut op = Box::pin(ring.recv(a.as_raw_fd(), Buf::with_capacity(16)));
+                let mut op = Box::pin(ring.submit(Recv::new(a, Buf::with_capacity(16))));
                 assert!(future::poll_once(&mut op).await.is_none());
                 pending.push(op);
             }

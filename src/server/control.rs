@@ -37,6 +37,8 @@ pub(crate) enum Event {
 /// One service's listener on one shard.
 pub(crate) struct ShardListener<H> {
     pub service: String,
+    /// The service's place in the shard's figures (`ShardStats::services`).
+    pub index: usize,
     pub handler: H,
     pub fd: OwnedFd,
     /// One socket shared by every shard (socket activation), rather than a
@@ -48,7 +50,8 @@ pub(crate) struct ShardListener<H> {
 pub(crate) struct ShardSpec<H> {
     pub id: usize,
     pub cpu: usize,
-    pub max_conns: usize,
+    /// Live connections at most (`--max-conns`); `None`: no limit.
+    pub max_conns: Option<usize>,
     pub listeners: Vec<ShardListener<H>>,
     pub control: OwnedFd,
     pub events: Sender<Event>,
@@ -60,8 +63,41 @@ pub(crate) struct ShardSpec<H> {
     pub drain: Duration,
     /// Every connection's idle and write timeouts.
     pub timeouts: crate::io::Timeouts,
+    /// How every connection that ended well is closed.
+    pub linger: crate::io::Linger,
     /// How many shards the server runs (to share per-user kernel budgets).
     pub shards: usize,
+}
+
+impl<H> ShardSpec<H> {
+    /// The same spec with each listener's handler turned into another type
+    /// (erased for the chosen backend's connections).
+    pub(crate) fn map_handlers<G>(self, f: impl Fn(H) -> G) -> ShardSpec<G> {
+        ShardSpec {
+            listeners: self
+                .listeners
+                .into_iter()
+                .map(|l| ShardListener {
+                    service: l.service,
+                    index: l.index,
+                    handler: f(l.handler),
+                    fd: l.fd,
+                    shared: l.shared,
+                })
+                .collect(),
+            id: self.id,
+            cpu: self.cpu,
+            max_conns: self.max_conns,
+            control: self.control,
+            events: self.events,
+            stats: self.stats,
+            started: self.started,
+            drain: self.drain,
+            timeouts: self.timeouts,
+            linger: self.linger,
+            shards: self.shards,
+        }
+    }
 }
 
 /// Sends `Exited` however the shard's thread ends, panics included.
@@ -99,26 +135,29 @@ pub(crate) fn spawn_thread<H: Send + 'static>(
         })
 }
 
-/// What a control byte asks of the shard; `None` for an unknown byte.
-pub(crate) fn on_control(shard: usize, read: io::Result<usize>, byte: u8) -> Option<()> {
+/// Whether a control read asks the shard to stop (a `PANIC` byte panics).
+pub(crate) fn stops(shard: usize, read: io::Result<Option<u8>>) -> bool {
     match read {
-        Ok(1) if byte == PANIC => panic!("shard {shard} asked to panic (fault injection)"),
-        Ok(1) if byte != STOP => None,
-        // STOP, the main thread's end closed, or an error: stop.
-        _ => Some(()),
+        Ok(Some(PANIC)) => panic!("shard {shard} asked to panic (fault injection)"),
+        Ok(Some(byte)) => byte == STOP,
+        // The main thread's end closed, or an error: stop.
+        _ => true,
     }
 }
 
-/// Beat the shard's heartbeat forever; `sleep` is the backend's timer.
-/// Each beat also returns buffer memory freed after a burst to the kernel
-/// (see [`crate::buf::trim_if_quiet`]).
+/// Beat the shard's heartbeat forever; `sleep` is the backend's timer,
+/// `publish` copies the backend's own figures into `stats`. Each beat also
+/// returns buffer memory freed after a burst to the kernel (see
+/// [`crate::buf::trim_if_quiet`]).
 pub(crate) async fn heartbeat<S: Future<Output = ()>>(
     stats: Arc<ShardStats>,
     started: Instant,
     sleep: impl Fn(Duration) -> S,
+    publish: impl Fn(&ShardStats),
 ) {
     loop {
         stats.beat(started.elapsed());
+        publish(&stats);
         crate::buf::trim_if_quiet();
         sleep(HEARTBEAT).await;
     }

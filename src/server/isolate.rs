@@ -3,8 +3,9 @@
 //! glommio re-raises a task's panic into its executor, which would kill every
 //! connection on the core and leave its listener open but never accepted on.
 //! So every connection runs under `catch_unwind`, and a panic becomes one log
-//! line. The panic hook installed here keeps shard panics off stderr (the
-//! log line replaces it) and remembers the message and location for that line.
+//! line (and a reset for its client, see `conn.rs`). The panic hook
+//! installed here keeps shard panics off stderr (the log line replaces it)
+//! and remembers the message and location for that line.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -15,19 +16,19 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Once;
 
 use futures_lite::FutureExt as _;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
-use super::monitor::ShardStats;
+use crate::io::{TimeoutKind, timeout_kind};
 
 /// Name prefix of shard threads; the hook only handles panics on these.
-pub const SHARD_THREAD_PREFIX: &str = "ringlet-shard-";
+pub(crate) const SHARD_THREAD_PREFIX: &str = "ringlet-shard-";
 
 thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 /// Install the panic hook once per process. Other threads keep the old hook.
-pub fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
@@ -53,7 +54,7 @@ pub fn install_panic_hook() {
 }
 
 /// The last panic seen on this thread, with its location, if the hook saw it.
-pub fn take_last_panic(payload: Option<&(dyn Any + Send)>) -> String {
+pub(crate) fn take_last_panic(payload: Option<&(dyn Any + Send)>) -> String {
     LAST_PANIC
         .with(|p| p.borrow_mut().take())
         .or_else(|| payload.map(payload_text))
@@ -70,29 +71,44 @@ fn payload_text(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Run one connection's handler; whatever happens, log one line, count it
-/// in `stats`, and return.
-pub async fn run<F>(service: &str, peer: SocketAddr, stats: &ShardStats, handler: F)
+/// How a connection's protocol ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// It returned `Ok`.
+    Clean,
+    /// The client sent nothing for the idle timeout.
+    Idle,
+    /// It returned any other error.
+    Failed,
+    /// It panicked.
+    Panicked,
+}
+
+/// Run one connection's protocol; whatever happens, log one line and say
+/// how it ended.
+pub(crate) async fn run<F>(service: &str, peer: SocketAddr, work: F) -> Ended
 where
     F: Future<Output = io::Result<()>>,
 {
-    stats.connection_opened();
-    let failed = match AssertUnwindSafe(handler).catch_unwind().await {
+    match AssertUnwindSafe(work).catch_unwind().await {
         Ok(Ok(())) => {
             debug!("{service}: {peer} disconnected");
-            false
+            Ended::Clean
+        }
+        Ok(Err(e)) if matches!(timeout_kind(&e), Some(TimeoutKind::Idle(_))) => {
+            info!("{service}: {peer}: connection ended: {e}");
+            Ended::Idle
         }
         Ok(Err(e)) => {
             warn!("{service}: {peer}: connection ended: {e}");
-            true
+            Ended::Failed
         }
         Err(payload) => {
             error!(
-                "{service}: {peer}: handler panicked, connection closed: {}",
+                "{service}: {peer}: handler panicked, connection reset: {}",
                 take_last_panic(Some(payload.as_ref()))
             );
-            true
+            Ended::Panicked
         }
-    };
-    stats.connection_closed(failed);
+    }
 }

@@ -1,9 +1,16 @@
-//! Listening sockets: one `SO_REUSEPORT` socket per shard and service.
+//! Listening sockets: one `SO_REUSEPORT` socket per shard and service, and
+//! one owner per port.
 //!
 //! They are bound on the main thread before any shard starts, so a bad address
 //! or a port in use is reported at once, and port 0 resolves to one ephemeral
 //! port that every shard then shares. Sockets are non-blocking from birth.
-//! This module only creates sockets; accepting is the shard's job.
+//!
+//! `SO_REUSEPORT` would let any process of the same user join a port's group
+//! silently and take a share of its connections (a second ringlet, maybe
+//! another version serving another root). So before the shards bind, a
+//! plain bind without it checks that nothing else is bound there: it fails
+//! on any listener, ours or not. This module only creates sockets;
+//! accepting is the shard's job.
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,6 +23,9 @@ pub const BACKLOG: i32 = 1024;
 
 /// Bind `count` listeners on `addr`; returns them and the address they share.
 pub fn bind_shards(addr: SocketAddr, count: usize) -> io::Result<(Vec<OwnedFd>, SocketAddr)> {
+    if addr.port() != 0 {
+        ensure_unowned(addr)?;
+    }
     let first = bind_one(addr)?;
     let actual = first
         .local_addr()?
@@ -56,6 +66,34 @@ pub fn share(fd: &OwnedFd, count: usize) -> io::Result<(Vec<OwnedFd>, SocketAddr
     Ok((fds, addr))
 }
 
+/// Fail with `EADDRINUSE` when any socket listens on `addr` (or on an
+/// address overlapping it, such as the wildcard on that port), whoever owns
+/// it: a bind without `SO_REUSEPORT` joins no group. `SO_REUSEADDR` lets it
+/// pass connections of an earlier run lingering in TIME_WAIT.
+fn ensure_unowned(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
+/// A bind failure in words a user can act on (the OS error once).
+pub fn explain(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => {
+            "address already in use: another process (maybe another ringlet) listens there".into()
+        }
+        Some(libc::EADDRNOTAVAIL) => "no interface of this machine has that address".into(),
+        Some(libc::EACCES) => {
+            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
 fn bind_one(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -72,6 +110,19 @@ fn bind_one(addr: SocketAddr) -> io::Result<Socket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_someone_listens_on_is_refused() {
+        let (fds, addr) = bind_shards("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        // Our own group, another instance of it, a wildcard overlapping it.
+        let err = bind_shards(addr, 2).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
+        let any: SocketAddr = format!("0.0.0.0:{}", addr.port()).parse().unwrap();
+        assert!(bind_shards(any, 1).is_err());
+        drop(fds);
+        // Once closed, the port is free again.
+        assert!(bind_shards(addr, 2).is_ok());
+    }
 
     #[test]
     fn port_zero_resolves_once_for_every_shard() {

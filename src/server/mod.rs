@@ -7,43 +7,46 @@
 //! asked for, or with an error as soon as a shard's thread dies, so a process
 //! never runs on with a dead listener swallowing connections.
 //!
-//! Backends run the same protocols: `uring` (glommio shards whose sockets and
-//! files go through a completion ring, `crate::ring`) and `epoll` (tokio
-//! shards, `crate::epoll`); `auto` picks uring when [`probe`](crate::probe)
-//! says io_uring works and says why when it falls back. (glommio's own
-//! readiness-based sockets were a third backend until the ring beat or
-//! matched them in every measured case.)
+//! Backends run the same protocols on the same shard skeleton
+//! (`shard.rs`, generic over `crate::backend::Runtime`): `uring` (glommio shards
+//! whose sockets and files go through a completion ring, `crate::uring`) and
+//! `epoll` (tokio shards, `crate::epoll`); `auto` picks uring when
+//! [`probe`](crate::probe) says io_uring works and says why when it falls
+//! back. This file is the one place that names the backends: it chooses.
 //!
-//! Rooms: `placement` (which CPUs), `listener` (sockets), `limits`
-//! (locked memory), `control` (shard plumbing), `admit` (accept policy),
-//! `shard` (the glommio shard), `isolate` (panics), `monitor` (live
-//! figures).
+//! Rooms: `listener` (sockets, one owner per
+//! port), `shard` (the skeleton),
+//! `control` (shard plumbing), `admit` (accept policy), `conn` (byte
+//! counting and how a connection ends), `isolate` (panics), `monitor`
+//! (live figures).
 
-use std::future::Future;
 use std::io;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
-use std::pin::Pin;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, error, warn};
 
-use crate::epoll::{self, EpollConn};
+use crate::epoll::Epoll;
+use crate::io::{Linger, Timeouts};
+use crate::placement;
 use crate::probe;
 use crate::proto::Protocol;
+use crate::uring::Uring;
 
 pub(crate) mod admit;
+pub(crate) mod conn;
 pub(crate) mod control;
 pub(crate) mod isolate;
-mod limits;
 mod listener;
-pub mod monitor;
-pub mod placement;
+pub(crate) mod monitor;
 mod shard;
 
+use crate::backend::Runtime;
+use conn::{Handler, erase};
 use control::{Event, ShardListener, ShardSpec};
 pub use monitor::{Monitor, Summary};
 
@@ -54,12 +57,6 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shards get to exit after their drain, before `wait` gives up on them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// One connection's work, as a shard runs it.
-pub(crate) type Work = Pin<Box<dyn Future<Output = io::Result<()>>>>;
-
-/// A protocol, erased to what a shard calls per connection of type `C`.
-pub(crate) type Handler<C> = Arc<dyn Fn(C) -> Work + Send + Sync>;
 
 /// Which I/O runtime the shards run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,17 +84,9 @@ impl Backend {
 
 /// One protocol, erased once for each backend's connection type.
 #[derive(Clone)]
-pub(crate) struct Handlers {
-    pub ring: Handler<crate::ring::conn::RingConn>,
-    pub epoll: Handler<EpollConn>,
-}
-
-/// A protocol erased for one connection type.
-fn erase<P: Protocol, C: crate::Connection + 'static>(protocol: Arc<P>) -> Handler<C> {
-    Arc::new(move |conn| {
-        let protocol = protocol.clone();
-        Box::pin(async move { protocol.serve(conn).await })
-    })
+struct Handlers {
+    uring: Handler<<Uring as Runtime>::Conn>,
+    epoll: Handler<<Epoll as Runtime>::Conn>,
 }
 
 /// Why a server could not start, or stopped badly.
@@ -113,11 +102,18 @@ pub enum ServerError {
     #[error("{0}")]
     IoUring(String),
     /// A listener could not be bound.
-    #[error("cannot listen for {service} on {addr}: {source}")]
+    #[error("cannot listen for {service} on {addr}: {reason}")]
     Bind {
         service: String,
         addr: SocketAddr,
-        source: io::Error,
+        reason: String,
+    },
+    /// Two services name the same address.
+    #[error("{first} and {second} both name {addr}: give each service its own address")]
+    SameAddress {
+        first: String,
+        second: String,
+        addr: SocketAddr,
     },
     /// A shard could not start.
     #[error("shard {shard} failed to start: {reason}")]
@@ -157,7 +153,8 @@ pub struct ServerBuilder {
     max_conns: Option<usize>,
     backend: Backend,
     shutdown_timeout: Duration,
-    timeouts: crate::io::Timeouts,
+    timeouts: Timeouts,
+    linger: Linger,
 }
 
 /// A running server: its addresses, and the means to stop or wait for it.
@@ -188,7 +185,8 @@ impl Server {
             max_conns: None,
             backend: Backend::Auto,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-            timeouts: crate::io::Timeouts::default(),
+            timeouts: Timeouts::default(),
+            linger: Linger::default(),
         }
     }
 
@@ -324,7 +322,7 @@ impl ServerBuilder {
             name: name.to_string(),
             source,
             handlers: Handlers {
-                ring: erase(protocol.clone()),
+                uring: erase(protocol.clone()),
                 epoll: erase(protocol),
             },
         });
@@ -332,8 +330,16 @@ impl ServerBuilder {
     }
 
     /// Every connection's idle and write timeouts (default 60 s and 30 s).
-    pub fn timeouts(mut self, timeouts: crate::io::Timeouts) -> Self {
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
+        self
+    }
+
+    /// How long, and for how many bytes, a connection whose protocol
+    /// finished is drained before it is closed (default 2 s, 64 KiB); see
+    /// [`Linger`].
+    pub fn linger(mut self, linger: Linger) -> Self {
+        self.linger = linger;
         self
     }
 
@@ -356,8 +362,9 @@ impl ServerBuilder {
         self
     }
 
-    /// At most `n` live connections per shard; connection `n + 1` waits in the
-    /// listen backlog until one ends (default: no limit).
+    /// At most `n` live connections per shard, all services together;
+    /// connection `n + 1` waits in the listen backlog until one ends
+    /// (default: no limit).
     pub fn max_conns(mut self, n: Option<usize>) -> Self {
         self.max_conns = n;
         self
@@ -373,18 +380,25 @@ impl ServerBuilder {
         let backend = resolve_backend(self.backend)?;
         isolate::install_panic_hook();
 
-        let mut addrs = Vec::new();
+        let mut addrs: Vec<(String, SocketAddr)> = Vec::new();
         let mut per_shard: Vec<Vec<ShardListener<Handlers>>> =
             cpus.iter().map(|_| Vec::new()).collect();
-        for svc in &self.services {
+        for (index, svc) in self.services.iter().enumerate() {
             let (fds, actual) = match &svc.source {
                 Source::Bind(addr) => {
-                    listener::bind_shards(*addr, cpus.len()).map_err(|source| {
-                        ServerError::Bind {
-                            service: svc.name.clone(),
+                    if let Some(first) = self.services.iter().take(index).find(
+                        |s| matches!(s.source, Source::Bind(a) if a == *addr && addr.port() != 0),
+                    ) {
+                        return Err(ServerError::SameAddress {
+                            first: first.name.clone(),
+                            second: svc.name.clone(),
                             addr: *addr,
-                            source,
-                        }
+                        });
+                    }
+                    listener::bind_shards(*addr, cpus.len()).map_err(|e| ServerError::Bind {
+                        service: svc.name.clone(),
+                        addr: *addr,
+                        reason: listener::explain(&e),
                     })?
                 }
                 Source::Inherited(fd) => listener::share(fd, cpus.len()).map_err(|e| {
@@ -398,6 +412,7 @@ impl ServerBuilder {
             for (shard, fd) in fds.into_iter().enumerate() {
                 per_shard[shard].push(ShardListener {
                     service: svc.name.clone(),
+                    index,
                     handler: svc.handlers.clone(),
                     fd,
                     shared: matches!(svc.source, Source::Inherited(_)),
@@ -405,40 +420,32 @@ impl ServerBuilder {
             }
         }
 
-        let io_memory = match backend {
-            Backend::Epoll => 0,
-            _ => limits::io_memory_per_shard(cpus.len()),
-        };
-        let max_conns = self.max_conns.unwrap_or(usize::MAX >> 4);
         let (tx, rx) = mpsc::channel();
-        let monitor = Monitor::new(cpus.len());
+        let monitor = Monitor::new(cpus.len(), self.services.len());
         let mut controls = Vec::new();
-        let mut threads = Vec::new();
+        let mut specs = Vec::new();
         for (id, listeners) in per_shard.into_iter().enumerate() {
             let (ours, theirs) = UnixStream::pair()?;
             controls.push(ours);
-            let (cpu, control, events) = (cpus[id], theirs.into(), tx.clone());
-            let (stats, started, drain) =
-                (monitor.shard(id), monitor.started(), self.shutdown_timeout);
-            let timeouts = self.timeouts;
-            let spec = ShardSpec {
+            specs.push(ShardSpec {
                 id,
-                cpu,
-                max_conns,
+                cpu: cpus[id],
+                max_conns: self.max_conns,
                 listeners,
-                control,
-                events,
-                stats,
-                started,
-                drain,
-                timeouts,
+                control: theirs.into(),
+                events: tx.clone(),
+                stats: monitor.shard(id),
+                started: monitor.started(),
+                drain: self.shutdown_timeout,
+                timeouts: self.timeouts,
+                linger: self.linger,
                 shards: cpus.len(),
-            };
-            threads.push(match backend {
-                Backend::Epoll => epoll::spawn(spec)?,
-                _ => shard::spawn(spec, io_memory)?,
             });
         }
+        let threads = match backend {
+            Backend::Epoll => start_shards::<Epoll>(specs, |h| h.epoll)?,
+            _ => start_shards::<Uring>(specs, |h| h.uring)?,
+        };
         let stopper = Stopper {
             controls: Arc::new(Mutex::new(controls)),
             events: tx,
@@ -456,6 +463,19 @@ impl ServerBuilder {
         server.await_ready()?;
         Ok(server)
     }
+}
+
+/// Start one shard of backend `R` per spec, each with its handlers erased
+/// for `R`'s connections by `pick`.
+fn start_shards<R: Runtime>(
+    specs: Vec<ShardSpec<Handlers>>,
+    pick: fn(Handlers) -> Handler<R::Conn>,
+) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let setup = R::prepare(specs.len());
+    specs
+        .into_iter()
+        .map(|spec| shard::spawn::<R>(spec.map_handlers(pick), setup.clone()))
+        .collect()
 }
 
 /// Turn `Auto` into what this machine can run; refuse `Uring` where it cannot.

@@ -1,10 +1,12 @@
-//! Live figures from every shard: connections, bytes, failures, heartbeats.
+//! Live figures from every shard: connections, bytes, failures, ring
+//! activity, heartbeats.
 //!
-//! Each shard owns one [`ShardStats`] and is its only writer, so updates are
-//! plain relaxed load-and-store on a cache line of its own: no lock, no
-//! contended atomic on the hot path. Readers (the STATUS= line, the watchdog)
-//! see values that are at most a moment old. A shard also beats a heartbeat
-//! from a timer task; a shard whose thread is stuck or dead stops beating.
+//! Each shard owns its [`ShardStats`] (one [`ServiceStats`] per service) and
+//! is their only writer, so updates are plain relaxed load-and-store on
+//! cache lines of their own: no lock, no contended atomic on the hot path.
+//! Readers (the STATUS= line, the watchdog, tests) see values that are at
+//! most a moment old. A shard also beats a heartbeat from a timer task; a
+//! shard whose thread is stuck or dead stops beating.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,49 +15,91 @@ use std::time::{Duration, Instant};
 /// How often a shard beats its heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
 
-/// One shard's counters. Written only by that shard's thread.
+/// A counter that only one thread writes.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One service's figures on one shard. Written only by that shard's thread.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-pub struct ShardStats {
-    accepted: AtomicU64,
-    active: AtomicU64,
-    failed: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    /// Milliseconds since the server started, at the last beat.
-    heartbeat_ms: AtomicU64,
-    exited: AtomicBool,
+pub(crate) struct ServiceStats {
+    pub accepted: Counter,
+    pub active: Counter,
+    pub failed: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
 }
 
-/// Add to a counter that only this thread writes.
-fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
-}
-
-impl ShardStats {
+impl ServiceStats {
     pub(crate) fn connection_opened(&self) {
-        bump(&self.accepted, 1);
-        bump(&self.active, 1);
+        self.accepted.add(1);
+        self.active.add(1);
     }
 
     pub(crate) fn connection_closed(&self, failed: bool) {
-        bump(&self.active, u64::MAX); // wrapping -1
+        self.active.add(u64::MAX); // wrapping -1
         if failed {
-            bump(&self.failed, 1);
+            self.failed.add(1);
         }
     }
+}
 
-    pub(crate) fn received(&self, n: usize) {
-        bump(&self.bytes_in, n as u64);
+/// The ring's figures on one shard (uring backend), copied from the ring
+/// by the shard's heartbeat.
+#[derive(Debug, Default)]
+pub(crate) struct RingCounters {
+    pub enters: Counter,
+    pub completions: Counter,
+    pub no_buffers: Counter,
+    pub cq_overflows: Counter,
+    /// Operations in flight now (abandoned ones too).
+    pub in_flight: Counter,
+    /// Pipes the shard holds for splicing (in use or kept for reuse).
+    pub pipes: Counter,
+}
+
+impl RingCounters {
+    /// Store the backend's figures, as read now.
+    pub(crate) fn publish(&self, f: crate::backend::Figures) {
+        self.enters.set(f.enters);
+        self.completions.set(f.completions);
+        self.no_buffers.set(f.no_buffers);
+        self.cq_overflows.set(f.cq_overflows);
+        self.in_flight.set(f.in_flight);
+        self.pipes.set(f.pipes);
     }
+}
 
-    pub(crate) fn sent(&self, n: u64) {
-        bump(&self.bytes_out, n);
-    }
+/// One shard's figures. Written only by that shard's thread.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct ShardStats {
+    /// Milliseconds since the server started, at the last beat.
+    heartbeat_ms: AtomicU64,
+    exited: AtomicBool,
+    pub ring: RingCounters,
+    /// One per service, in the order the services were added.
+    pub services: Box<[Arc<ServiceStats>]>,
+}
 
+impl ShardStats {
     pub(crate) fn beat(&self, since_start: Duration) {
         self.heartbeat_ms
             .store(since_start.as_millis() as u64, Ordering::Relaxed);
@@ -66,7 +110,7 @@ impl ShardStats {
     }
 }
 
-/// The sum over all shards at one moment.
+/// The sum over all shards and services at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
     pub active: u64,
@@ -94,11 +138,16 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub(crate) fn new(shards: usize) -> Monitor {
+    pub(crate) fn new(shards: usize, services: usize) -> Monitor {
         Monitor {
             started: Instant::now(),
             shards: (0..shards)
-                .map(|_| Arc::new(ShardStats::default()))
+                .map(|_| {
+                    Arc::new(ShardStats {
+                        services: (0..services).map(|_| Arc::default()).collect(),
+                        ..ShardStats::default()
+                    })
+                })
                 .collect(),
         }
     }
@@ -111,16 +160,15 @@ impl Monitor {
         self.started
     }
 
-    /// Totals over every shard now.
+    /// Totals over every shard and service now.
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
-        for shard in self.shards.iter() {
-            let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-            s.active += get(&shard.active);
-            s.accepted += get(&shard.accepted);
-            s.failed += get(&shard.failed);
-            s.bytes_in += get(&shard.bytes_in);
-            s.bytes_out += get(&shard.bytes_out);
+        for svc in self.shards.iter().flat_map(|sh| sh.services.iter()) {
+            s.active += svc.active.get();
+            s.accepted += svc.accepted.get();
+            s.failed += svc.failed.get();
+            s.bytes_in += svc.bytes_in.get();
+            s.bytes_out += svc.bytes_out.get();
         }
         s
     }
@@ -141,13 +189,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sums_shards_and_spots_a_silent_one() {
-        let m = Monitor::new(2);
-        m.shard(0).connection_opened();
-        m.shard(1).connection_opened();
-        m.shard(1).connection_closed(true);
-        m.shard(0).received(10);
-        m.shard(0).sent(7);
+    fn sums_shards_and_services_and_spots_a_silent_shard() {
+        let m = Monitor::new(2, 2);
+        m.shard(0).services[0].connection_opened();
+        m.shard(1).services[1].connection_opened();
+        m.shard(1).services[1].connection_closed(true);
+        m.shard(0).services[1].bytes_in.add(10);
+        m.shard(0).services[0].bytes_out.add(7);
         let s = m.summary();
         assert_eq!(
             (s.active, s.accepted, s.failed, s.bytes_in, s.bytes_out),

@@ -1,4 +1,8 @@
-//! Root confinement: open a client-supplied path beneath the served directory.
+//! Files for the protocols: root confinement and [`RegularFile`].
+//!
+//! Below the protocols and used by them and by the backends (which open
+//! through their own ring where they have one): a client-supplied path is
+//! opened beneath the served directory, and only regular files come out.
 //!
 //! The kernel resolves and checks the path in one step (`openat2` with
 //! `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`), so there is no check-then-open
@@ -10,16 +14,18 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 /// The directory a file server serves, opened once at start-up.
 #[derive(Debug)]
 pub struct Root {
-    dir: OwnedFd,
+    /// Shared so that an open in flight in a ring keeps it open.
+    dir: Arc<OwnedFd>,
     path: PathBuf,
 }
 
@@ -75,7 +81,7 @@ impl Root {
             )
         })?;
         Ok(Root {
-            dir,
+            dir: Arc::new(dir),
             path: path.to_path_buf(),
         })
     }
@@ -99,7 +105,10 @@ impl Root {
     /// caches (`RESOLVE_CACHED`, Linux 5.12): `None` when the lookup would
     /// have to read the disk (or the kernel lacks the flag), so that a
     /// backend can open it asynchronously instead, never blocking its core.
-    pub fn open_file_cached(&self, request: &[u8]) -> Option<Result<RegularFile, OpenError>> {
+    pub(crate) fn open_file_cached(
+        &self,
+        request: &[u8],
+    ) -> Option<Result<RegularFile, OpenError>> {
         let relative = match relative_path(request) {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
@@ -124,25 +133,25 @@ impl Root {
     }
 
     /// The root directory's descriptor, for a backend that opens beneath it
-    /// itself (with [`OPEN_FLAGS`] and [`RESOLVE`]).
-    pub fn dir(&self) -> BorrowedFd<'_> {
-        self.dir.as_fd()
+    /// itself (with [`OPEN_FLAGS`] and [`RESOLVE`], then [`finish_open`]).
+    pub(crate) fn dir(&self) -> &Arc<OwnedFd> {
+        &self.dir
     }
 }
 
 /// How every file is opened: read-only; O_NONBLOCK so that opening a FIFO
 /// with no writer cannot wait.
-pub const OPEN_FLAGS: OFlags = OFlags::RDONLY
+pub(crate) const OPEN_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NONBLOCK)
     .union(OFlags::CLOEXEC)
     .union(OFlags::NOCTTY);
 
 /// How every path is resolved: beneath the root, no magic links.
-pub const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+pub(crate) const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
 /// The request as a path relative to the root: leading slashes dropped, the
 /// way a URL path resolves. An empty path is refused.
-pub fn relative_path(request: &[u8]) -> Result<&[u8], OpenError> {
+pub(crate) fn relative_path(request: &[u8]) -> Result<&[u8], OpenError> {
     let relative = strip_leading_slashes(request);
     if relative.is_empty() {
         return Err(OpenError::Empty);
@@ -153,7 +162,7 @@ pub fn relative_path(request: &[u8]) -> Result<&[u8], OpenError> {
 /// After `openat2` with [`OPEN_FLAGS`] and [`RESOLVE`] succeeded: keep only
 /// regular files, note the size, and clear O_NONBLOCK (io_uring honours it
 /// on a regular file by failing with EAGAIN instead of waiting for the disk).
-pub fn finish_open(fd: OwnedFd) -> Result<RegularFile, OpenError> {
+pub(crate) fn finish_open(fd: OwnedFd) -> Result<RegularFile, OpenError> {
     let stat = rustix::fs::fstat(&fd).map_err(|e| OpenError::Io(e.into()))?;
     let kind = FileType::from_raw_mode(stat.st_mode);
     if kind != FileType::RegularFile {
@@ -167,10 +176,25 @@ pub fn finish_open(fd: OwnedFd) -> Result<RegularFile, OpenError> {
 }
 
 /// What an `openat2` failure means for the client.
-pub fn open_error_from_io(e: &std::io::Error) -> OpenError {
+pub(crate) fn open_error_from_io(e: &std::io::Error) -> OpenError {
     match e.raw_os_error() {
         Some(errno) => open_error(rustix::io::Errno::from_raw_os_error(errno)),
         None => OpenError::Io(std::io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+impl From<OpenError> for io::Error {
+    /// For protocols that answer any failure the same way (`?`).
+    fn from(e: OpenError) -> io::Error {
+        let kind = match &e {
+            OpenError::NotFound => io::ErrorKind::NotFound,
+            OpenError::PermissionDenied | OpenError::Escapes | OpenError::Link => {
+                io::ErrorKind::PermissionDenied
+            }
+            OpenError::Io(inner) | OpenError::Invalid(inner) => inner.kind(),
+            OpenError::Empty | OpenError::NotRegular(_) => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e)
     }
 }
 

@@ -6,32 +6,36 @@
 //! one of the shard's provided buffers, then copies: an idle connection
 //! holds no buffer. While data keeps coming (the kernel says more is
 //! waiting, or a receive filled all the room it had), reads go straight
-//! into the connection's own buffer instead. Files are opened by a direct
-//! `openat2` when the path resolves from the kernel's caches
-//! (`RESOLVE_CACHED`: it cannot block), otherwise by `openat2` through the
-//! ring (a lookup that must read the disk does not stall the core). They go
-//! out by `splice`,
-//! file → pipe → socket, with no copy through user space; the pipe comes from
-//! the shard's [`PipePool`] (sized to the file), and when the pool is spent (the kernel's
-//! `pipe-user-pages-soft` budget) a stream falls back to ring reads and sends.
-//! Files up to 64 KiB are read and sent from the start: the kernel runs every
-//! splice on an io-wq thread, while a page-cache read and a send complete
-//! inline (4 KiB files, 100 connections: 1.35x the requests/s of splicing).
+//! into the connection's own buffer instead.
+//!
+//! Files are opened by a direct `openat2` when the path resolves from the
+//! kernel's caches (`RESOLVE_CACHED`: it cannot block), otherwise by
+//! `openat2` through the ring (a lookup that must read the disk does not
+//! stall the core). They go out by `splice`, file → pipe → socket, with no
+//! copy through user space; the pipe comes from the shard's [`PipePool`]
+//! (sized to the file), and when the pool is spent (the kernel's
+//! `pipe-user-pages-soft` budget) a stream falls back to ring reads and
+//! sends. Files up to 64 KiB are read and sent from the start: the kernel
+//! runs every splice on an io-wq thread, while a page-cache read and a send
+//! complete inline (4 KiB files, 100 connections: 1.35x the requests/s of
+//! splicing).
+//!
+//! The socket, the file and the pipe are [`SharedFd`]s: each operation holds
+//! its own clone, so none is closed while an operation naming it is queued,
+//! linked or in flight.
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Ring;
-use super::pipes::{Pipe, PipePool};
-use crate::io::{
-    Buf, Connection, Timeouts, full_buffer_error, read_limit, timed_out, write_timed_out,
-};
-use crate::proto::root::{self, OpenError, RegularFile, Root};
-use crate::server::monitor::ShardStats;
+use crate::backend::Socket;
+use crate::fs::{self, OpenError, RegularFile, Root};
+use crate::io::{Buf, Connection, Timeouts, read_limit, timed_out, write_timed_out};
+use crate::ring::op::{self, OpenAt2, Read, Recv, RecvProvided, Splice};
+use crate::ring::pipes::{Pipe, PipePool};
+use crate::ring::{Ring, SharedFd};
 
 /// Bytes read per chunk when no pipe is left.
 const READ_CHUNK: usize = 128 * 1024;
@@ -39,11 +43,10 @@ const READ_CHUNK: usize = 128 * 1024;
 const SMALL_FILE: u64 = 64 * 1024;
 
 /// An accepted TCP connection served through the shard's ring.
-pub struct RingConn {
-    fd: OwnedFd,
+pub(crate) struct RingConn {
+    fd: SharedFd,
     ring: Ring,
     peer: SocketAddr,
-    stats: Arc<ShardStats>,
     timeouts: Timeouts,
     read_deadline: Option<Instant>,
     pipes: Rc<PipePool>,
@@ -52,48 +55,48 @@ pub struct RingConn {
 }
 
 impl RingConn {
-    pub(crate) fn new(
+    /// Wrap a descriptor the ring accepted. Fails if the client is gone.
+    pub(crate) fn accepted(
         fd: OwnedFd,
-        peer: SocketAddr,
         ring: Ring,
         pipes: Rc<PipePool>,
-        stats: Arc<ShardStats>,
         timeouts: Timeouts,
-    ) -> RingConn {
-        RingConn {
-            fd,
+    ) -> io::Result<RingConn> {
+        let sock = socket2::SockRef::from(&fd);
+        let peer = sock
+            .peer_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("accepted a socket with no IP peer"))?;
+        sock.set_tcp_nodelay(true)?;
+        Ok(RingConn {
+            fd: SharedFd::new(fd),
             ring,
             peer,
-            stats,
             timeouts,
             read_deadline: None,
             pipes,
             streaming: false,
-        }
+        })
     }
 
-    async fn splice_file(&mut self, file: &RegularFile, pipe: &Pipe) -> (io::Result<u64>, bool) {
-        let (size, sock) = (file.size(), self.fd.as_raw_fd());
-        let (pr, pw) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
+    async fn splice_file(
+        &mut self,
+        file: &SharedFd,
+        size: u64,
+        pipe: &Pipe,
+    ) -> (io::Result<u64>, bool) {
         let mut off = 0u64;
         while off < size {
             let want = (size - off).min(pipe.size() as u64) as u32;
             // File -> pipe -> socket, chained: one round trip per chunk.
-            let limit = self.timeouts.write;
-            let chained = futures_lite::future::or(
-                async {
-                    Some(
-                        self.ring
-                            .splice_through(file.as_fd_raw(), off, (pr, pw), sock, want)
-                            .await,
-                    )
-                },
-                async {
-                    glommio::timer::sleep(limit).await;
-                    None
-                },
+            let (into, out) = self.ring.submit_chain(
+                Splice::new(file, Some(off), &pipe.write, want),
+                Splice::new(&pipe.read, None, &self.fd, want),
             );
-            let (into, out) = match chained.await {
+            let (into, out) = match self
+                .within_write_timeout(futures_lite::future::zip(into, out))
+                .await
+            {
                 Some(r) => r,
                 None => return (Err(self.cut_for_write_timeout()), false),
             };
@@ -102,30 +105,22 @@ impl RingConn {
                 Ok(n) => n,
                 Err(e) => return (Err(e), false),
             };
-            let mut left = n;
-            match out {
-                Ok(m) => {
-                    left -= m;
-                    self.stats.sent(m as u64);
-                }
+            let mut left = match out {
+                Ok(m) => n - m,
+                // The file moved less than asked: the chain's second half
+                // was cancelled; the bytes wait in the pipe.
+                Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => n,
                 Err(e) => return (Err(e), false),
-            }
+            };
             // The chain broke on a short read (or a short send): drain the rest.
             while left > 0 {
-                let sent = futures_lite::future::or(
-                    async { Some(self.ring.splice(pr, None, sock, left as u32).await) },
-                    async {
-                        glommio::timer::sleep(limit).await;
-                        None
-                    },
-                );
-                match sent.await {
+                let drain = self
+                    .ring
+                    .submit(Splice::new(&pipe.read, None, &self.fd, left as u32));
+                match self.within_write_timeout(drain).await {
                     None => return (Err(self.cut_for_write_timeout()), false),
                     Some(Ok(0)) => return (Err(io::ErrorKind::WriteZero.into()), false),
-                    Some(Ok(m)) => {
-                        left -= m;
-                        self.stats.sent(m as u64);
-                    }
+                    Some(Ok(m)) => left -= m,
                     Some(Err(e)) => return (Err(e), false),
                 }
             }
@@ -135,17 +130,25 @@ impl RingConn {
         (Ok(off), true)
     }
 
+    /// `work`, or `None` once the write timeout passes first.
+    async fn within_write_timeout<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let limit = self.timeouts.write;
+        futures_lite::future::or(async { Some(work.await) }, async {
+            glommio::timer::sleep(limit).await;
+            None
+        })
+        .await
+    }
+
     /// A splice into a full socket blocks in an io-wq worker, where a linked
     /// timeout cannot reach it: on timeout, shut the socket down, which ends
     /// the blocked splice (the connection is over anyway).
     fn cut_for_write_timeout(&self) -> io::Error {
-        // SAFETY: shutdown(2) on a descriptor this connection owns.
-        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+        let _ = socket2::SockRef::from(&self.fd).shutdown(std::net::Shutdown::Both);
         write_timed_out(self.timeouts.write)
     }
 
-    async fn read_send_file(&mut self, file: &RegularFile) -> io::Result<u64> {
-        let size = file.size();
+    async fn read_send_file(&mut self, file: &SharedFd, size: u64) -> io::Result<u64> {
         let mut off = 0u64;
         // One of two sizes, so that buffers are reused from the pool.
         let mut buf = Buf::with_capacity(if size <= SMALL_FILE {
@@ -155,7 +158,7 @@ impl RingConn {
         });
         while off < size {
             buf.clear();
-            let (n, b) = self.ring.read_at(file.as_fd_raw(), buf, off).await;
+            let (n, b) = self.ring.submit(Read::new(file, buf, off)).await;
             buf = b;
             let n = n?;
             if n == 0 {
@@ -171,9 +174,9 @@ impl RingConn {
     }
 }
 
-impl RegularFile {
-    fn as_fd_raw(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsFd::as_fd(self).as_raw_fd()
+impl Socket for RingConn {
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -183,25 +186,19 @@ impl Connection for RingConn {
     }
 
     async fn read(&mut self, mut buf: Buf) -> (io::Result<usize>, Buf) {
-        if buf.is_full() {
-            return (Err(full_buffer_error()), buf);
-        }
         let idle = self.timeouts.idle;
         let Some((limit, by_deadline)) = read_limit(idle, self.read_deadline) else {
             return (Err(timed_out(idle, true)), buf);
         };
-        let fd = self.fd.as_raw_fd();
-        if buf.is_empty() && !self.streaming && self.ring.buffers().is_some() {
+        if buf.is_empty()
+            && !self.streaming
+            && let Some(recv) = RecvProvided::new(&self.ring, &self.fd, buf.capacity())
+        {
             buf.park();
-            match self
-                .ring
-                .recv_provided_within(fd, buf.capacity(), limit)
-                .await
-            {
+            match self.ring.submit_within(recv, limit).await {
                 Ok(got) => {
                     let n = buf.extend_from_slice(got.bytes());
                     self.streaming = got.more_waiting();
-                    self.stats.received(n);
                     return (Ok(n), buf);
                 }
                 // Every provided buffer is in use: data is there, take it
@@ -211,11 +208,13 @@ impl Connection for RingConn {
             }
         }
         let room = buf.capacity() - buf.len();
-        let (res, buf) = self.ring.recv_within(fd, buf, limit).await;
+        let (res, buf) = self
+            .ring
+            .submit_within(Recv::new(&self.fd, buf), limit)
+            .await;
         match res {
             Ok(n) => {
                 self.streaming = n == room;
-                self.stats.received(n);
                 (Ok(n), buf)
             }
             Err(e) => (Err(read_error(e, idle, by_deadline)), buf),
@@ -225,17 +224,12 @@ impl Connection for RingConn {
     async fn write_prefix(&mut self, mut buf: Buf, len: usize) -> (io::Result<()>, Buf) {
         let mut done = 0;
         while done < len {
-            let (res, b) = self
-                .ring
-                .send_within(self.fd.as_raw_fd(), buf, done, len, self.timeouts.write)
-                .await;
+            let send = op::Send::new(&self.fd, buf, done, len);
+            let (res, b) = self.ring.submit_within(send, self.timeouts.write).await;
             buf = b;
             match res {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => {
-                    done += n;
-                    self.stats.sent(n as u64);
-                }
+                Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     return (Err(write_timed_out(self.timeouts.write)), buf);
                 }
@@ -251,34 +245,37 @@ impl Connection for RingConn {
         if let Some(opened) = root.open_file_cached(request) {
             return opened;
         }
-        let relative = root::relative_path(request)?;
+        let relative = fs::relative_path(request)?;
+        let open = OpenAt2::new(
+            root.dir(),
+            relative,
+            fs::OPEN_FLAGS.bits() as u64,
+            fs::RESOLVE.bits(),
+        )
+        .map_err(|e| fs::open_error_from_io(&e))?;
         let fd = self
             .ring
-            .openat2(
-                root.dir().as_raw_fd(),
-                relative,
-                root::OPEN_FLAGS.bits() as u64,
-                root::RESOLVE.bits(),
-            )
+            .submit(open)
             .await
-            .map_err(|e| root::open_error_from_io(&e))?;
-        // SAFETY: the ring opened this descriptor for us alone.
-        root::finish_open(unsafe { OwnedFd::from_raw_fd(fd) })
+            .map_err(|e| fs::open_error_from_io(&e))?;
+        fs::finish_open(fd)
     }
 
     async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
+        let size = file.size();
+        let file = SharedFd::new(file.into_fd());
         // The kernel runs every splice on an io-wq thread; a small file read
         // from the page cache and sent both complete inline, with no hop.
-        if file.size() <= SMALL_FILE {
-            return self.read_send_file(&file).await;
+        if size <= SMALL_FILE {
+            return self.read_send_file(&file, size).await;
         }
-        match self.pipes.take(file.size()) {
+        match self.pipes.take(size) {
             Some(pipe) => {
-                let (res, empty) = self.splice_file(&file, &pipe).await;
+                let (res, empty) = self.splice_file(&file, size, &pipe).await;
                 self.pipes.give_back(pipe, empty && res.is_ok());
                 res
             }
-            None => self.read_send_file(&file).await,
+            None => self.read_send_file(&file, size).await,
         }
     }
 

@@ -1,0 +1,107 @@
+//! What a backend is: the little the shard skeleton needs from it.
+//!
+//! A backend (`uring/`, `epoll/`) is an executor on a pinned thread with a
+//! timer, a way to adopt and accept on listening sockets, and a connection
+//! type that implements [`Connection`]. The skeleton in `server/shard.rs` is
+//! written once against [`Runtime`]: heartbeat, accept loops, admission,
+//! isolation, closing, the control byte, the drain. A backend never decides
+//! any of that.
+//!
+//! This module sits below both `server/` and the backends, so that neither
+//! imports the other: the backends implement it, the skeleton drives it,
+//! and only `server/mod.rs`, where the backend is chosen, names them.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::io::{Connection, Timeouts};
+
+/// Where a shard runs and what its connections get.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardConfig {
+    pub id: usize,
+    pub cpu: usize,
+    /// How many shards the server runs (to share per-user kernel budgets).
+    pub shards: usize,
+    pub timeouts: Timeouts,
+}
+
+/// A backend, as the shard skeleton drives it. One value per shard, living
+/// on the shard's thread.
+pub(crate) trait Runtime: Sized + 'static {
+    /// What `prepare` computes once, on the main thread, for every shard.
+    type Setup: Clone + Send + 'static;
+    /// An accepted connection.
+    type Conn: Connection + Socket + 'static;
+    /// A listening socket adopted by one shard.
+    type Listener: 'static;
+    /// The shard's end of its control socket.
+    type Control: 'static;
+
+    /// The backend's name in log lines.
+    const NAME: &'static str;
+
+    /// Once per server, before any shard starts (e.g. size locked memory).
+    fn prepare(shards: usize) -> Self::Setup;
+
+    /// On the shard's new thread: build the executor pinned to `config.cpu`,
+    /// set up the shard's I/O, and run `main` on it to completion. `Err`
+    /// says why the shard could not start.
+    fn run<F: Future<Output = ()> + 'static>(
+        config: ShardConfig,
+        setup: Self::Setup,
+        main: impl FnOnce(Rc<Self>) -> F + 'static,
+    ) -> Result<(), String>;
+
+    /// Run `task` on this shard, detached.
+    fn spawn(&self, task: impl Future<Output = ()> + 'static);
+
+    /// Sleep on this shard's timer.
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + 'static + use<Self>;
+
+    /// Adopt a listening socket. `exclusive`: no other shard accepts on it
+    /// and connections need not wait for a permit, so the backend may keep
+    /// an accept armed continuously (multishot).
+    fn listener(&self, fd: OwnedFd, exclusive: bool) -> io::Result<Self::Listener>;
+
+    /// Accept the next connection.
+    fn accept(&self, l: &mut Self::Listener) -> impl Future<Output = io::Result<Self::Conn>>;
+
+    /// Adopt the shard's end of its control socket.
+    fn control(&self, fd: OwnedFd) -> io::Result<Self::Control>;
+
+    /// Read one control byte; `Ok(None)` when the other end closed.
+    fn read_control(&self, c: &mut Self::Control) -> impl Future<Output = io::Result<Option<u8>>>;
+
+    /// What the backend's own machinery has done so far (read by the
+    /// shard's heartbeat).
+    fn figures(&self) -> Figures {
+        Figures::default()
+    }
+}
+
+/// A backend's own figures: its completion ring, where it has one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Figures {
+    /// `io_uring_enter` calls made to submit.
+    pub enters: u64,
+    /// Completions reaped.
+    pub completions: u64,
+    /// Receives that found every provided buffer in use.
+    pub no_buffers: u64,
+    /// Times the completion queue overflowed.
+    pub cq_overflows: u64,
+    /// Operations in flight now.
+    pub in_flight: u64,
+    /// Pipes held for splicing (in use or kept for reuse).
+    pub pipes: u64,
+}
+
+/// A connection's socket, for what the server does at its end (half-close,
+/// reset) whatever the backend.
+pub(crate) trait Socket {
+    fn socket(&self) -> BorrowedFd<'_>;
+}

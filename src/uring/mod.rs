@@ -1,0 +1,171 @@
+//! The io_uring backend: glommio shards whose sockets and files all go
+//! through the shard's own completion ring (`crate::ring`).
+//!
+//! glommio gives each shard its pinned executor, task scheduling and
+//! preemption; the ring does every accept, receive, send, open, read and
+//! splice, completion-based. This module is the shard's half of that
+//! ([`Uring`], the skeleton's [`Runtime`]); `conn.rs` is a connection's
+//! half ([`RingConn`]). It never decides policy (admission, timeouts, close):
+//! that is `server/`'s.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::info;
+
+use crate::backend::{Figures, Runtime, ShardConfig};
+use crate::buf::Buf;
+use crate::io::Timeouts;
+use crate::ring::lifecycle::MultiOp;
+use crate::ring::op::{self, Accept, AcceptMulti, Recv, Timeout};
+use crate::ring::pipes::PipePool;
+use crate::ring::{Ring, SharedFd};
+
+mod conn;
+pub(crate) mod memlock;
+
+pub(crate) use conn::RingConn;
+
+/// glommio's default is 100 ms; a busy connection yields after this long.
+const PREEMPT: Duration = Duration::from_millis(5);
+/// Submission queue slots of a shard's ring (it grows nothing; a full queue
+/// is submitted early).
+const RING_ENTRIES: u32 = 1024;
+
+/// One uring shard's I/O: its ring and its pipes.
+pub(crate) struct Uring {
+    ring: Ring,
+    pipes: Rc<PipePool>,
+    timeouts: Timeouts,
+}
+
+/// A listening socket on the ring.
+pub(crate) struct RingListener {
+    fd: SharedFd,
+    /// Keep one multishot accept armed (Linux 5.19+).
+    multishot: bool,
+    armed: Option<MultiOp<AcceptMulti>>,
+}
+
+impl Runtime for Uring {
+    /// Registered-buffer bytes for each glommio executor.
+    type Setup = usize;
+    type Conn = RingConn;
+    type Listener = RingListener;
+    type Control = SharedFd;
+
+    const NAME: &'static str = "uring";
+
+    fn prepare(shards: usize) -> usize {
+        memlock::io_memory_per_shard(shards)
+    }
+
+    fn run<F: Future<Output = ()> + 'static>(
+        config: ShardConfig,
+        io_memory: usize,
+        main: impl FnOnce(Rc<Self>) -> F + 'static,
+    ) -> Result<(), String> {
+        let executor = LocalExecutorBuilder::new(Placement::Fixed(config.cpu))
+            .name(&format!("ringlet-{}", config.id))
+            .io_memory(io_memory)
+            .preempt_timer(PREEMPT)
+            .make()
+            .map_err(|e| format!("cannot start the executor on CPU {}: {e}", config.cpu))?;
+        executor.run(async move {
+            let ring = Ring::new(RING_ENTRIES)
+                .and_then(|r| r.start().map(|()| r))
+                .map_err(|e| format!("cannot set up the completion ring: {e}"))?;
+            let rt = Rc::new(Uring {
+                ring,
+                pipes: PipePool::for_shard(config.shards),
+                timeouts: config.timeouts,
+            });
+            main(rt).await;
+            Ok(())
+        })
+    }
+
+    fn spawn(&self, task: impl Future<Output = ()> + 'static) {
+        glommio::spawn_local(task).detach();
+    }
+
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + 'static + use<> {
+        let ring = self.ring.clone();
+        async move {
+            // A timeout in the ring cannot fail but by cancellation.
+            let _ = ring.submit(Timeout::new(d)).await;
+        }
+    }
+
+    fn listener(&self, fd: OwnedFd, exclusive: bool) -> io::Result<RingListener> {
+        // The ring waits for connections itself: a blocking listener makes it
+        // park the accept in the kernel instead of failing with EAGAIN.
+        rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::empty())?;
+        Ok(RingListener {
+            fd: SharedFd::new(fd),
+            multishot: exclusive,
+            armed: None,
+        })
+    }
+
+    async fn accept(&self, l: &mut RingListener) -> io::Result<RingConn> {
+        let fd = loop {
+            if !l.multishot {
+                break self.ring.submit(Accept::new(&l.fd)).await?;
+            }
+            let armed = l
+                .armed
+                .get_or_insert_with(|| self.ring.submit_multi(AcceptMulti::new(&l.fd)));
+            let Some(c) = armed.next().await else {
+                l.armed = None; // ended (after an error): arm again
+                continue;
+            };
+            match op::accepted(c) {
+                Ok(fd) => break fd,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    note_single_shot_accept();
+                    l.multishot = false;
+                    l.armed = None;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        RingConn::accepted(fd, self.ring.clone(), self.pipes.clone(), self.timeouts)
+    }
+
+    fn control(&self, fd: OwnedFd) -> io::Result<SharedFd> {
+        Ok(SharedFd::new(fd))
+    }
+
+    async fn read_control(&self, c: &mut SharedFd) -> io::Result<Option<u8>> {
+        let (n, buf) = self.ring.submit(Recv::new(c, Buf::with_capacity(1))).await;
+        Ok((n? == 1).then(|| buf.filled()[0]))
+    }
+
+    fn figures(&self) -> Figures {
+        let s = self.ring.stats();
+        Figures {
+            enters: s.enters,
+            completions: s.completions,
+            no_buffers: s.no_buffers,
+            cq_overflows: s.cq_overflows,
+            in_flight: self.ring.in_flight() as u64,
+            pipes: self.pipes.live() as u64,
+        }
+    }
+}
+
+/// Multishot accept needs Linux 5.19; before that, every shard accepts one
+/// at a time. Expected on older kernels: said once, at INFO.
+fn note_single_shot_accept() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        info!(
+            "this kernel has no multishot accept (Linux 5.19+): accepting one connection at a time"
+        );
+    }
+}
