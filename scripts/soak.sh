@@ -2,12 +2,15 @@
 # soak.sh — hold ringlet under a long, mixed, hostile load and check nothing
 # is lost and nothing leaks.
 #
-# Starts a release `ringlet serve` (framed file server, both protocols),
-# then `ringlet bench soak`: thousands of connection slots mixing echo and
-# file sessions, every byte checked, with connection resets and slow readers
-# injected. Reports bytes verified, errors (expected: only the injected
-# ones), and the server's RSS and open descriptors at start and end
-# (expected: flat).
+# Starts a release `ringlet serve` (framed file server, both protocols) and
+# a second one serving the same file in the article's plain mode, then
+# `ringlet bench soak`: thousands of connection slots mixing echo, framed
+# and plain file sessions, every byte checked, with connection resets and
+# slow readers injected, and plain clients that send a stray byte late or
+# pipeline a second request (their answers must still arrive whole, then a
+# FIN). Reports bytes verified, errors (expected: only the injected ones),
+# truncated answers (expected: 0), and the server's RSS and open
+# descriptors at start and end (expected: flat).
 #
 # Usage: scripts/soak.sh [--minutes M] [--seconds S] [--conns N] [--backend B]
 #   defaults: 1 minute, 2000 connection slots, --backend auto
@@ -20,7 +23,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="$2"; shift ;;
     --conns) conns="$2"; shift ;;
     --backend) backend="$2"; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -37,14 +40,19 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$bin" serve --backend "$backend" --echo 127.0.0.1:0 --file 127.0.0.1:0 --file-header \
   --root "$data" --write-timeout 10 2> "$log" &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+plain_log="$data/plain.log"
+"$bin" serve --backend "$backend" --echo off --file 127.0.0.1:0 \
+  --root "$data" --write-timeout 10 2> "$plain_log" &
+plain_pid=$!
+trap 'kill $pid $plain_pid 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 1 100); do
-  grep -q "file listening" "$log" && break
+  grep -q "file listening" "$log" && grep -q "file listening" "$plain_log" && break
   sleep 0.1
 done
 echo_addr=$(sed -n 's/.*echo listening on \([^ ]*\) .*/\1/p' "$log")
 file_addr=$(sed -n 's/.*file listening on \([^ ]*\) .*/\1/p' "$log")
-[ -n "$echo_addr" ] && [ -n "$file_addr" ] || { cat "$log" >&2; exit 1; }
+plain_addr=$(sed -n 's/.*file listening on \([^ ]*\) .*/\1/p' "$plain_log")
+[ -n "$echo_addr" ] && [ -n "$file_addr" ] && [ -n "$plain_addr" ] || { cat "$log" "$plain_log" >&2; exit 1; }
 
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"; }
 fds() { ls "/proc/$pid/fd" | wc -l; }
@@ -55,7 +63,7 @@ echo "== soak: $seconds s, $conns slots, server pid $pid ($(grep -o '[a-z]* back
 # Flat means: after the first third (buffers and allocator arenas warmed up to
 # the load's concurrency) RSS stops growing.
 out="$data/soak.json"
-"$bin" bench soak --echo "$echo_addr" --file "$file_addr" --path /file.bin \
+"$bin" bench soak --echo "$echo_addr" --file "$file_addr" --plain-file "$plain_addr" --path /file.bin \
   --expect "$data/file.bin" --conns "$conns" --duration "$seconds" > "$out" &
 client=$!
 samples=()
@@ -69,6 +77,7 @@ status=0
 wait "$client" || status=$?
 sleep 2   # let the server see the last closes
 kill -0 "$pid" || { echo "the server died" >&2; cat "$log" >&2; exit 1; }
+kill -0 "$plain_pid" || { echo "the plain-mode server died" >&2; cat "$plain_log" >&2; exit 1; }
 rss1=$(rss) fds1=$(fds)
 
 cat "$out"
@@ -77,6 +86,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 print("sessions %d, bytes verified %d (echo %d, file %d)" % (r["sessions"], r["bytes_verified"], r["echo_bytes"], r["file_bytes"]))
 print("injected resets %d, slow readers %d, unexpected errors %d" % (r["injected_resets"], r["slow_sessions"], r["unexpected_errors"]))
+print("plain sessions %d (late stray bytes %d, pipelined requests %d), truncated answers %d" % (r["plain_sessions"], r["late_stray_bytes"], r["pipelined_requests"], r["truncated_answers"]))
 PY
 echo "server RSS (KiB) at start ${rss0}, every ${step}s: ${samples[*]:-none}, after ${rss1}"
 echo "server open fds: ${fds0} at start, ${fds1} after"

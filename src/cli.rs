@@ -64,8 +64,10 @@ pub enum Bench {
     ///
     /// Echo sessions and framed file sessions (the file server must run with
     /// --file-header) on N connection slots, with connection resets mid-echo
-    /// and mid-file and slow readers thrown in. Injected faults are counted
-    /// apart; any other error fails the run (exit 1).
+    /// and mid-file and slow readers thrown in; with --plain-file, plain
+    /// sessions too, with late stray bytes and pipelined requests. Injected
+    /// faults are counted apart; any other error, and any whole-file answer
+    /// cut short, fails the run (exit 1).
     Soak(BenchSoak),
 }
 
@@ -78,6 +80,11 @@ pub struct BenchSoak {
     /// The file server (framed: --file-header).
     #[arg(long, value_name = "ADDR")]
     pub file: SocketAddr,
+    /// A file server in the article's plain mode, serving the same file:
+    /// adds plain sessions with a stray byte sent late and pipelined
+    /// requests, whose answers must still arrive whole, then a FIN.
+    #[arg(long, value_name = "ADDR")]
+    pub plain_file: Option<SocketAddr>,
     /// Request path of the file to fetch.
     #[arg(long, value_name = "P")]
     pub path: String,

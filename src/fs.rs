@@ -60,6 +60,10 @@ pub enum OpenError {
     /// A path component is too long, or a component is not a directory.
     #[error("invalid path: {0}")]
     Invalid(io::Error),
+    /// Renames kept racing with the lookup of a `..` (the kernel could not
+    /// be sure it stayed beneath the root), however often it was retried.
+    #[error("the path kept changing while it was resolved; try again")]
+    Raced,
     /// Anything else the kernel said.
     #[error("{0}")]
     Io(io::Error),
@@ -95,10 +99,16 @@ impl Root {
     /// slashes are dropped, so `/tmp/y` means `ROOT/tmp/y`. Never blocks on a
     /// FIFO or device, and refuses everything that is not a regular file.
     pub fn open_file(&self, request: &[u8]) -> Result<RegularFile, OpenError> {
-        let fd = self
-            .openat2(relative_path(request)?, RESOLVE)
-            .map_err(open_error)?;
-        finish_open(fd)
+        let relative = relative_path(request)?;
+        let mut tries = 0;
+        loop {
+            match self.openat2(relative, RESOLVE) {
+                Ok(fd) => return finish_open(fd),
+                // A rename raced with a `..`: the kernel asks for a retry.
+                Err(rustix::io::Errno::AGAIN) if tries < RACE_RETRIES => tries += 1,
+                Err(e) => return Err(open_error(e)),
+            }
+        }
     }
 
     /// As [`Root::open_file`], but only if the path resolves from the kernel's
@@ -115,7 +125,8 @@ impl Root {
         };
         match self.openat2(relative, RESOLVE.union(ResolveFlags::CACHED)) {
             Ok(fd) => Some(finish_open(fd)),
-            // EAGAIN: not all in the caches; EINVAL: a kernel before 5.12.
+            // EAGAIN: not all in the caches (or a rename raced: the slow
+            // path retries); EINVAL: a kernel before 5.12.
             Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INVAL) => None,
             Err(e) => Some(Err(open_error(e))),
         }
@@ -145,6 +156,10 @@ pub(crate) const OPEN_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NONBLOCK)
     .union(OFlags::CLOEXEC)
     .union(OFlags::NOCTTY);
+
+/// How often an open whose `..` lookup raced with a rename (`EAGAIN`) is
+/// retried before the request is refused.
+pub(crate) const RACE_RETRIES: usize = 16;
 
 /// How every path is resolved: beneath the root, no magic links.
 pub(crate) const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
@@ -192,6 +207,7 @@ impl From<OpenError> for io::Error {
                 io::ErrorKind::PermissionDenied
             }
             OpenError::Io(inner) | OpenError::Invalid(inner) => inner.kind(),
+            OpenError::Raced => io::ErrorKind::WouldBlock,
             OpenError::Empty | OpenError::NotRegular(_) => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)
@@ -233,6 +249,7 @@ fn open_error(e: rustix::io::Errno) -> OpenError {
         Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied,
         Errno::NOTDIR | Errno::NAMETOOLONG => OpenError::Invalid(e.into()),
         Errno::NXIO | Errno::NODEV => OpenError::NotRegular("device or socket"),
+        Errno::AGAIN => OpenError::Raced,
         other => OpenError::Io(other.into()),
     }
 }

@@ -41,59 +41,112 @@ fn layout() -> Layout {
     }
 }
 
-/// The corpus: `..` in every position, doubled and trailing separators,
-/// encoded dots (taken literally: no decoding), absolute paths, chains.
-fn corpus() -> Vec<Vec<u8>> {
-    let mut c: Vec<Vec<u8>> = Vec::new();
+/// Refusal reasons, as the server words them (in `ERR` lines and logs).
+const ESCAPES: &str = "path escapes the served root";
+const NOT_FOUND: &str = "no such file";
+const NOT_REGULAR: &str = "not a regular file (directory)";
+
+/// The corpus, each with the reason it must be refused for: `..` in every
+/// position, doubled and trailing separators, symlink chains, absolute
+/// symlinks, links to directories outside; encoded dots and backslashes are
+/// taken literally (no decoding), and absolute paths mean paths beneath the
+/// root, so those are merely not found.
+fn corpus() -> Vec<(Vec<u8>, &'static str)> {
+    let mut c: Vec<(Vec<u8>, &'static str)> = Vec::new();
     let target = "outside/secret";
     for depth in 0..6 {
         let ups = "../".repeat(depth + 1);
-        c.push(format!("{ups}{target}").into_bytes());
-        c.push(format!("/{ups}{target}").into_bytes());
-        c.push(format!("a/{ups}{target}").into_bytes());
-        c.push(format!("a/b/c/{ups}{target}").into_bytes());
-        c.push(format!("a//b/..//..//{ups}{target}").into_bytes());
-        c.push(format!("./{ups}./{target}").into_bytes());
+        for path in [
+            format!("{ups}{target}"),
+            format!("/{ups}{target}"),
+            format!("a/{ups}../{target}"),
+            format!("a/b/c/{ups}../../../{target}"),
+            format!("a//b/..//..//{ups}{target}"),
+            format!("./{ups}./{target}"),
+        ] {
+            c.push((path.into_bytes(), ESCAPES));
+        }
     }
-    for s in [
-        "..",
-        "../",
-        "/..",
-        "a/../..",
-        "a/b/c/../../../..",
-        "..//..//outside/secret",
-        "...//outside/secret",
-        "%2e%2e/outside/secret",
-        "%2e%2e%2foutside%2fsecret",
-        "..%2foutside%2fsecret",
-        "..\\outside\\secret",
-        "hop1",
-        "hop2",
-        "hop3",
-        "a/abs",
-        "a/b/dirlink/secret",
-        "a/b/dirlink/../outside/secret",
-        "/proc/self/root/etc/passwd",
-        "proc/self/cwd",
-        "/dev/null",
-        "/etc/passwd",
-        "//etc//passwd",
+    for (path, reason) in [
+        ("..", ESCAPES),
+        ("../", ESCAPES),
+        ("/..", ESCAPES),
+        ("a/../..", ESCAPES),
+        ("a/b/c/../../../..", ESCAPES),
+        ("..//..//outside/secret", ESCAPES),
+        ("hop1", ESCAPES),
+        ("hop2", ESCAPES),
+        ("hop3", ESCAPES),
+        ("a/abs", ESCAPES),
+        ("a/b/dirlink/secret", ESCAPES),
+        ("a/b/dirlink/../outside/secret", ESCAPES),
+        ("...//outside/secret", NOT_FOUND),
+        ("%2e%2e/outside/secret", NOT_FOUND),
+        ("%2e%2e%2foutside%2fsecret", NOT_FOUND),
+        ("..%2foutside%2fsecret", NOT_FOUND),
+        ("..\\outside\\secret", NOT_FOUND),
+        ("/proc/self/root/etc/passwd", NOT_FOUND),
+        ("proc/self/cwd", NOT_FOUND),
+        ("/dev/null", NOT_FOUND),
+        ("/etc/passwd", NOT_FOUND),
+        ("//etc//passwd", NOT_FOUND),
+        ("a/b", NOT_REGULAR),
     ] {
-        c.push(s.as_bytes().to_vec());
+        c.push((path.as_bytes().to_vec(), reason));
     }
     c
 }
 
-fn the_corpus_is_refused(backend: &str) {
+/// What a server without confinement would send for `req`: the file the
+/// path names when simply joined to the root (leading slashes dropped).
+fn unconfined(root: &std::path::Path, req: &[u8]) -> Option<Vec<u8>> {
+    let rel = OsStr::from_bytes(req.strip_prefix(b"/").unwrap_or(req));
+    std::fs::read(root.join(rel)).ok()
+}
+
+fn the_corpus_is_refused_for_the_right_reason(backend: &str) {
     let l = layout();
-    let server = Ringlet::serve(
-        backend,
-        &["--echo", "off", "--root", l.root.to_str().unwrap()],
-    );
-    for req in corpus() {
-        let got = fetch(server.file(), &req);
-        assert_eq!(got, b"", "{:?} was answered", String::from_utf8_lossy(&req));
+    let root = l.root.to_str().unwrap();
+    let framed = Ringlet::serve(backend, &["--echo", "off", "--file-header", "--root", root]);
+    let plain = Ringlet::serve(backend, &["--echo", "off", "--root", root]);
+    // Renames anywhere make the kernel ask for a retry of a `..` lookup
+    // beneath a root (EAGAIN): keep some going, so the server must retry.
+    let stop = Arc::new(AtomicBool::new(false));
+    let renamer = {
+        let (stop, dir) = (stop.clone(), l.root.join("a"));
+        std::fs::create_dir(dir.join("spin")).unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::fs::rename(dir.join("spin"), dir.join("spun")).unwrap();
+                std::fs::rename(dir.join("spun"), dir.join("spin")).unwrap();
+            }
+        })
+    };
+    let mut would_leak = 0;
+    for (req, reason) in corpus() {
+        let shown = String::from_utf8_lossy(&req).into_owned();
+        if unconfined(&l.root, &req).as_deref() == Some(SECRET) {
+            would_leak += 1;
+        }
+        let mut request = req.clone();
+        request.push(0);
+        let got = fetch(framed.file(), &request[..request.len() - 1]);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            format!("ERR {reason}\n"),
+            "{shown:?} was not refused for the right reason"
+        );
+        assert_eq!(fetch(plain.file(), &req), b"", "{shown:?} was answered");
+        plain.wait_for_log(&[&format!("{:?}: refused: {reason}", shown)]);
     }
+    stop.store(true, Ordering::Relaxed);
+    renamer.join().unwrap();
+    // The corpus has teeth: plainly joined to the root, this many of its
+    // paths reach the secret outside.
+    assert!(
+        would_leak >= 12,
+        "only {would_leak} cases would leak unconfined"
+    );
     // The root's own files stay reachable, by odd spellings too.
     for ok in [
         &b"a/b/c/ok"[..],
@@ -102,17 +155,46 @@ fn the_corpus_is_refused(backend: &str) {
         b"a/b/../b/c/ok",
         b"///a/b/c/ok",
     ] {
-        let got = fetch(server.file(), ok);
+        let got = fetch(plain.file(), ok);
         assert_eq!(
             got,
             b"ok\n",
             "{:?}; server log:\n{}",
             String::from_utf8_lossy(ok),
-            server.log().join("\n")
+            plain.log().join("\n")
         );
     }
-    assert!(!server.log().iter().any(|l| l.contains("panicked")));
-    let _ = &l.outside;
+    assert!(!plain.log().iter().any(|l| l.contains("panicked")));
+}
+
+/// With the whole filesystem as root (the article's way), `/proc`'s magic
+/// links still lead nowhere: they are refused, not followed.
+fn magic_links_are_refused_even_at_the_filesystem_root(backend: &str) {
+    let server = Ringlet::serve(backend, &["--echo", "off", "--file-header", "--root", "/"]);
+    let passwd = std::fs::read("/etc/passwd").unwrap();
+    // Followed, this link would serve /etc/passwd.
+    assert_eq!(
+        unconfined(std::path::Path::new("/"), b"/proc/self/root/etc/passwd").as_deref(),
+        Some(&passwd[..])
+    );
+    for link in [
+        &b"/proc/self/root/etc/passwd"[..],
+        b"/proc/thread-self/root/etc/passwd",
+        b"proc/self/cwd/../../etc/passwd",
+    ] {
+        let got = fetch(server.file(), link);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "ERR magic link or symlink loop refused\n",
+            "{:?}",
+            String::from_utf8_lossy(link)
+        );
+    }
+    let got = fetch(server.file(), b"/etc/passwd");
+    assert_eq!(
+        got,
+        [format!("OK {}\n", passwd.len()).as_bytes(), &passwd].concat()
+    );
 }
 
 fn device_files_long_names_and_non_utf8_names(backend: &str) {
@@ -189,7 +271,8 @@ fn a_symlink_swapped_during_requests_never_leads_out(backend: &str) {
 }
 
 on_both_backends!(
-    the_corpus_is_refused,
+    the_corpus_is_refused_for_the_right_reason,
+    magic_links_are_refused_even_at_the_filesystem_root,
     device_files_long_names_and_non_utf8_names,
     a_symlink_swapped_during_requests_never_leads_out,
 );

@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use common::{Ringlet, connect, fetch, pattern, read_exact};
+use common::{End, Ringlet, connect, fetch, pattern, read_exact};
 
 /// Close with RST instead of FIN.
 fn reset(s: TcpStream) {
@@ -60,8 +60,9 @@ fn half_close_still_gets_every_echo_back(backend: &str) {
     assert!(got == data, "got {} of {} bytes", got.len(), data.len());
 }
 
-/// Stream `big` slowly while `meddle` changes the file; returns what arrived.
-fn stream_while(server: &Ringlet, meddle: impl FnOnce()) -> Vec<u8> {
+/// Stream `big` slowly while `meddle` changes the file; returns what
+/// arrived and how the server ended the stream.
+fn stream_while(server: &Ringlet, meddle: impl FnOnce()) -> (Vec<u8>, End) {
     let mut s = connect(server.file());
     s.write_all(b"big\0").unwrap();
     let mut got = vec![0u8; 1 << 20];
@@ -70,14 +71,21 @@ fn stream_while(server: &Ringlet, meddle: impl FnOnce()) -> Vec<u8> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match s.read(&mut buf) {
-            Ok(0) | Err(_) => return got,
+            Ok(0) => return (got, End::Closed),
             Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (got, End::Reset);
+            }
+            Err(e) => panic!("read failed after {} bytes: {e}", got.len()),
         }
         std::thread::sleep(Duration::from_micros(200));
     }
 }
 
-fn a_file_truncated_mid_stream_ends_the_stream_with_only_real_bytes(backend: &str) {
+/// A file that shrinks while it streams cannot be sent whole: the stream
+/// ends with a reset, never a FIN, so the client cannot mistake the
+/// truncated copy for the file; and nothing that was not in it is sent.
+fn a_file_truncated_mid_stream_ends_in_a_reset_with_only_real_bytes(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big");
     let big = pattern(64 << 20, 22);
@@ -86,7 +94,7 @@ fn a_file_truncated_mid_stream_ends_the_stream_with_only_real_bytes(backend: &st
         backend,
         &["--echo", "off", "--root", dir.path().to_str().unwrap()],
     );
-    let got = stream_while(&server, || {
+    let (got, end) = stream_while(&server, || {
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
@@ -94,6 +102,7 @@ fn a_file_truncated_mid_stream_ends_the_stream_with_only_real_bytes(backend: &st
             .set_len(2 << 20)
             .unwrap();
     });
+    assert_eq!(end, End::Reset, "a truncated stream ended like a whole one");
     assert!(
         got.len() < big.len(),
         "the whole file arrived after truncation"
@@ -115,7 +124,7 @@ fn a_file_replaced_mid_stream_completes_from_the_old_one(backend: &str) {
         backend,
         &["--echo", "off", "--root", dir.path().to_str().unwrap()],
     );
-    let got = stream_while(&server, || {
+    let (got, end) = stream_while(&server, || {
         std::fs::write(dir.path().join("new"), b"replacement\n").unwrap();
         std::fs::rename(dir.path().join("new"), &path).unwrap();
         // Even unreadable now: the open descriptor keeps its access.
@@ -123,6 +132,7 @@ fn a_file_replaced_mid_stream_completes_from_the_old_one(backend: &str) {
             .unwrap();
     });
     assert!(got == old, "got {} bytes", got.len());
+    assert_eq!(end, End::Closed);
 }
 
 fn a_file_without_read_permission_is_refused(backend: &str) {
@@ -160,7 +170,7 @@ fn a_file_without_read_permission_is_refused(backend: &str) {
 on_both_backends!(
     resets_mid_echo_and_mid_file_end_only_those,
     half_close_still_gets_every_echo_back,
-    a_file_truncated_mid_stream_ends_the_stream_with_only_real_bytes,
+    a_file_truncated_mid_stream_ends_in_a_reset_with_only_real_bytes,
     a_file_replaced_mid_stream_completes_from_the_old_one,
     a_file_without_read_permission_is_refused,
 );

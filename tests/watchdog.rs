@@ -24,6 +24,23 @@ impl Protocol for Staller {
     }
 }
 
+/// Wait (up to 10 s) for `n` WATCHDOG=1 datagrams; true if they came.
+fn pings_arrive(sock: &UnixDatagram, n: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = 0;
+    let mut buf = [0u8; 1024];
+    while seen < n && Instant::now() < deadline {
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        if let Ok(k) = sock.recv(&mut buf)
+            && String::from_utf8_lossy(&buf[..k]).contains("WATCHDOG=1")
+        {
+            seen += 1;
+        }
+    }
+    seen >= n
+}
+
 /// Arrival times of WATCHDOG=1 datagrams over `span`.
 fn pings(sock: &UnixDatagram, span: Duration) -> Vec<Instant> {
     let deadline = Instant::now() + span;
@@ -68,10 +85,7 @@ fn watchdog_pings_stop_while_a_shard_is_stalled_or_dead() {
             .unwrap();
         let addr = server.local_addr("stall").unwrap();
         let _notifier = Notifier::start(server.monitor());
-        assert!(
-            pings(&sock, Duration::from_secs(1)).len() >= 3,
-            "{backend:?}: no steady pings"
-        );
+        assert!(pings_arrive(&sock, 3), "{backend:?}: no steady pings");
 
         // Stall the only shard for 2.5 s.
         let mut c = TcpStream::connect(addr).unwrap();
@@ -86,12 +100,10 @@ fn watchdog_pings_stop_while_a_shard_is_stalled_or_dead() {
         let mut echo = [0u8; 5];
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         c.read_exact(&mut echo).unwrap();
-        assert!(
-            pings(&sock, Duration::from_secs(1)).len() >= 2,
-            "{backend:?}: pings did not resume"
-        );
+        assert!(pings_arrive(&sock, 2), "{backend:?}: pings did not resume");
 
-        // A dead shard: no pings at all.
+        // A dead shard: no pings at all (a loaded machine only delays pings,
+        // so their absence over a while proves it).
         server.inject_shard_panic(0);
         assert!(server.wait().is_err());
         assert!(

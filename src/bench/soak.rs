@@ -2,11 +2,14 @@
 //! still checked.
 //!
 //! N connection slots run until the deadline, each opening session after
-//! session: echo sessions (lines of random length, every byte compared) and
-//! framed file sessions (several requests, CRC-32 against the local copy).
-//! Faults are thrown in on purpose — resets in the middle of an echo or a
-//! file, and slow readers — and counted apart: an error that was not injected
-//! is a failure of the server.
+//! session: echo sessions (lines of random length, every byte compared),
+//! framed file sessions (several requests, CRC-32 against the local copy)
+//! and, given a plain-mode server, plain file sessions in which the client
+//! misbehaves harmlessly — a stray byte sent late, or a second request
+//! pipelined — and must still get the whole file, then a FIN. Faults are
+//! thrown in on purpose — resets in the middle of an echo or a file, and
+//! slow readers — and counted apart: an error that was not injected is a
+//! failure of the server, and so is a whole-file answer cut short.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +30,8 @@ pub struct SoakConfig {
     pub echo: SocketAddr,
     /// A file server in framed mode (`--file-header`).
     pub file: SocketAddr,
+    /// A file server in plain mode serving the same file, if any.
+    pub plain: Option<SocketAddr>,
     pub path: String,
     /// The local copy of the served file.
     pub expect: PathBuf,
@@ -47,6 +52,10 @@ struct Counters {
     file_bytes: AtomicU64,
     injected_resets: AtomicU64,
     slow_sessions: AtomicU64,
+    plain_sessions: AtomicU64,
+    late_bytes: AtomicU64,
+    pipelined: AtomicU64,
+    truncated: AtomicU64,
 }
 
 /// The soak's result.
@@ -60,6 +69,13 @@ pub struct SoakOutcome {
     pub file_bytes: u64,
     pub injected_resets: u64,
     pub slow_sessions: u64,
+    /// Plain-mode sessions, and how many sent a stray byte late or a second
+    /// request pipelined.
+    pub plain_sessions: u64,
+    pub late_stray_bytes: u64,
+    pub pipelined_requests: u64,
+    /// Whole-file answers cut short (a reset, or a FIN too early): should be 0.
+    pub truncated_answers: u64,
     /// Errors that were not injected: should be 0.
     pub unexpected_errors: u64,
     pub error_samples: Vec<String>,
@@ -92,10 +108,12 @@ pub fn run(cfg: &SoakConfig) -> anyhow::Result<SoakOutcome> {
                     if slow {
                         k.slow_sessions.fetch_add(1, Ordering::Relaxed);
                     }
-                    let result = if rng.next().is_multiple_of(2) {
-                        echo_session(&c, &k, &mut rng, reset).await
-                    } else {
-                        file_session(&c, &k, &mut rng, want, reset, slow).await
+                    let result = match (rng.next() % 3, c.plain) {
+                        (0, _) => echo_session(&c, &k, &mut rng, reset).await,
+                        (1, Some(plain)) => {
+                            plain_session(plain, &c, &k, &mut rng, want, reset, slow).await
+                        }
+                        _ => file_session(&c, &k, &mut rng, want, reset, slow).await,
                     };
                     match result {
                         Ok(()) if reset => {
@@ -120,6 +138,10 @@ pub fn run(cfg: &SoakConfig) -> anyhow::Result<SoakOutcome> {
         file_bytes,
         injected_resets: get(&counters.injected_resets),
         slow_sessions: get(&counters.slow_sessions),
+        plain_sessions: get(&counters.plain_sessions),
+        late_stray_bytes: get(&counters.late_bytes),
+        pipelined_requests: get(&counters.pipelined),
+        truncated_answers: get(&counters.truncated),
         unexpected_errors: outcome.errors,
         error_samples: outcome.error_samples,
     })
@@ -233,5 +255,88 @@ async fn file_session(
         }
         k.file_bytes.fetch_add(size, Ordering::Relaxed);
     }
+    Ok(())
+}
+
+/// One plain-mode request, the article's way: the path, the file, the
+/// close. The client sends a stray byte late or a second request pipelined
+/// behind the first; either way the whole file must arrive, then a FIN
+/// (a reset would have thrown away the end of the answer).
+async fn plain_session(
+    addr: SocketAddr,
+    c: &SoakConfig,
+    k: &Counters,
+    rng: &mut Rng,
+    (size, crc): (u64, u32),
+    inject_reset: bool,
+    slow: bool,
+) -> anyhow::Result<()> {
+    k.plain_sessions.fetch_add(1, Ordering::Relaxed);
+    let mut s = connect(addr).await?;
+    let mut request = c.path.as_bytes().to_vec();
+    request.push(0);
+    s.write_all(&request).await?;
+    let (late, pipelined) = match rng.next() % 3 {
+        0 => (true, false),
+        1 => (false, true),
+        _ => (false, false),
+    };
+    let extra_after = Duration::from_micros(rng.next() % 20_000);
+    let mut extra_sent = !(late || pipelined);
+    let started = Instant::now();
+    let mut hasher = crc32fast::Hasher::new();
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if !extra_sent && started.elapsed() >= extra_after {
+            if late {
+                s.write_all(b"\n").await?;
+                k.late_bytes.fetch_add(1, Ordering::Relaxed);
+            } else {
+                s.write_all(&request).await?;
+                k.pipelined.fetch_add(1, Ordering::Relaxed);
+            }
+            extra_sent = true;
+        }
+        if inject_reset && got >= size / 3 {
+            return reset(s); // mid-file
+        }
+        let read = if extra_sent {
+            s.read(&mut buf).await
+        } else {
+            match tokio::time::timeout(
+                extra_after.saturating_sub(started.elapsed()),
+                s.read(&mut buf),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => continue, // time for the extra bytes
+            }
+        };
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                k.truncated.fetch_add(1, Ordering::Relaxed);
+                bail!("plain answer cut after {got} of {size} bytes: {e}");
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        got += n as u64;
+        if slow {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    if got != size {
+        k.truncated.fetch_add(1, Ordering::Relaxed);
+        bail!("plain answer of {got} bytes, the file has {size}");
+    }
+    if hasher.finalize() != crc {
+        bail!("plain answer differs from the local copy");
+    }
+    k.file_bytes.fetch_add(size, Ordering::Relaxed);
     Ok(())
 }

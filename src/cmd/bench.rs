@@ -55,6 +55,7 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
             let outcome = bench::soak::run(&bench::soak::SoakConfig {
                 echo: o.echo,
                 file: o.file,
+                plain: o.plain_file,
                 path: o.path.clone(),
                 expect: o.expect.clone(),
                 conns: o.conns,

@@ -14,6 +14,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
@@ -164,10 +165,12 @@ pub(crate) async fn heartbeat<S: Future<Output = ()>>(
 }
 
 /// After accepting stopped: let the connections in `tracker` finish, for at
-/// most `limit`; whatever is still open then is dropped by the caller.
+/// most `limit`; then `cut` the rest (their clients get a reset) and wait
+/// for them to go.
 pub(crate) async fn drain<S: Future<Output = ()>>(
     shard: usize,
     tracker: &TaskTracker,
+    cut: &CancellationToken,
     limit: Duration,
     sleep: impl Fn(Duration) -> S,
 ) {
@@ -193,5 +196,7 @@ pub(crate) async fn drain<S: Future<Output = ()>>(
             "shard {shard}: {} connection(s) still open after {limit:?}: closing them",
             tracker.len()
         );
+        cut.cancel();
+        tracker.wait().await;
     }
 }

@@ -55,6 +55,8 @@ struct Shard<R: Runtime> {
     admit: Arc<Semaphore>,
     /// The live connections, for the drain.
     tracker: TaskTracker,
+    /// Cuts every live connection (the drain's time is up).
+    cut: CancellationToken,
 }
 
 async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
@@ -72,6 +74,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
                 .map_or(Semaphore::MAX_PERMITS, |n| n.min(Semaphore::MAX_PERMITS)),
         )),
         tracker: TaskTracker::new(),
+        cut: CancellationToken::new(),
     });
     let beat_rt = rt.clone();
     let publish_rt = rt.clone();
@@ -132,7 +135,10 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
     accepting.wait().await;
     shard.admit.close();
     debug!(shard = spec.id, "stopped accepting");
-    control::drain(spec.id, &shard.tracker, spec.drain, |d| rt.sleep(d)).await;
+    control::drain(spec.id, &shard.tracker, &shard.cut, spec.drain, |d| {
+        rt.sleep(d)
+    })
+    .await;
 }
 
 /// Accept connections for one service until the shard stops.
@@ -166,9 +172,11 @@ async fn accept_loop<R: Runtime>(
             shard.id,
             crate::io::Connection::peer(&conn)
         );
-        let (service, handler) = (service.clone(), handler.clone());
+        let (service, handler, cut) = (service.clone(), handler.clone(), shard.cut.clone());
         shard.rt.spawn(shard.tracker.track_future(async move {
-            conn::serve(conn, &handler, &service).await;
+            // Cut by the drain: the connection is dropped mid-answer, and
+            // its client gets a reset.
+            future::or(conn::serve(conn, &handler, &service), cut.cancelled()).await;
             drop(permit);
         }));
     }

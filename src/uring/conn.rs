@@ -246,19 +246,24 @@ impl Connection for RingConn {
             return opened;
         }
         let relative = fs::relative_path(request)?;
-        let open = OpenAt2::new(
-            root.dir(),
-            relative,
-            fs::OPEN_FLAGS.bits() as u64,
-            fs::RESOLVE.bits(),
-        )
-        .map_err(|e| fs::open_error_from_io(&e))?;
-        let fd = self
-            .ring
-            .submit(open)
-            .await
+        let mut tries = 0;
+        loop {
+            let open = OpenAt2::new(
+                root.dir(),
+                relative,
+                fs::OPEN_FLAGS.bits() as u64,
+                fs::RESOLVE.bits(),
+            )
             .map_err(|e| fs::open_error_from_io(&e))?;
-        fs::finish_open(fd)
+            match self.ring.submit(open).await {
+                Ok(fd) => return fs::finish_open(fd),
+                // A rename raced with a `..`: the kernel asks for a retry.
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < fs::RACE_RETRIES => {
+                    tries += 1
+                }
+                Err(e) => return Err(fs::open_error_from_io(&e)),
+            }
+        }
     }
 
     async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {

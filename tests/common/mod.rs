@@ -182,17 +182,40 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Everything the server sends until it closes (a reset counts as a close).
-pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+/// How the server ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// A FIN: everything it meant to send was sent.
+    Closed,
+    /// A reset: it cut the connection (and the kernel may have dropped
+    /// bytes that were still on their way).
+    Reset,
+}
+
+/// Everything the server sends until it ends the connection, and how it
+/// ended it. Any other read error fails the test.
+pub fn read_to_end_or_reset(s: &mut TcpStream) -> (Vec<u8>, End) {
     let mut out = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     loop {
         match s.read(&mut buf) {
-            Ok(0) => return out,
+            Ok(0) => return (out, End::Closed),
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, End::Reset),
             Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
         }
+    }
+}
+
+/// Everything the server sends until it closes. A reset is not a close:
+/// it fails the test (the kernel may have dropped the end of the answer).
+pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    match read_to_end_or_reset(s) {
+        (out, End::Closed) => out,
+        (out, End::Reset) => panic!(
+            "connection reset after {} bytes instead of closed",
+            out.len()
+        ),
     }
 }
 
