@@ -10,37 +10,40 @@
 //!   once the waiting future was dropped, holds that operation's data until
 //!   the kernel's completion arrives (see [`lifecycle`]): memory the kernel
 //!   may still write is never freed early.
-//! - **Completions** are announced through an eventfd registered on the ring,
-//!   which a glommio task reads through glommio's own ring; no thread ever
-//!   blocks, and the shard sleeps in one place.
-//! - **Submissions are batched**: pushing an operation only queues its SQE
-//!   and wakes a submitter task, which runs after the tasks already ready in
-//!   this executor turn: one `io_uring_enter` per turn, not per operation.
-//!
+//! - **The shard sleeps in one place: this ring** (see [`driver`]). A
+//!   driver task on the shard's glommio executor lets every runnable task
+//!   run, and when none is left it blocks in one `io_uring_enter` that
+//!   submits what is queued and waits for a completion. Timers are ring
+//!   timeouts; nothing waits on glommio's own rings, so glommio never parks
+//!   (its park/wake cycle costs about eight enters and a `membarrier`).
+//! - **Submissions are batched**: pushing an operation only queues its SQE;
+//!   the driver's enter takes every SQE queued in the turn. An operation
+//!   that usually completes at once (a send, a page-cache read) is submitted
+//!   by its own first poll instead, and its completion reaped in the same
+//!   call, so its task goes on without a round trip through the driver.
 //! - **Receive buffers are provided** (see [`bufs`]): a `recv` waiting for
 //!   data holds no memory of its own; the kernel picks a shard buffer when
 //!   bytes arrive.
 //!
-//! Setup flags are probed: `SINGLE_ISSUER` and `COOP_TASKRUN` where the kernel
-//! has them, none on older 5.x kernels. `DEFER_TASKRUN` is deliberately not
-//! used: it posts completions only inside our own `io_uring_enter`, so the
-//! eventfd would stay silent while the shard sleeps in glommio's ring.
+//! Setup flags are probed: `SINGLE_ISSUER` and `DEFER_TASKRUN` (Linux 6.1:
+//! completion work runs only in our own enter, with no interrupting task
+//! work), else `COOP_TASKRUN` (5.19), else none (5.10); `TASKRUN_FLAG` with
+//! either, so the driver sees when completion work is waiting.
 //!
 //! This module (and its children) hold the crate's ring `unsafe`; each block
 //! says why it is sound. It knows nothing of servers or protocols.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::Waker;
 use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, squeue, types};
 use slab::Slab;
 
 pub mod bufs;
+pub mod driver;
 mod fd;
 pub mod lifecycle;
 pub mod op;
@@ -70,6 +73,9 @@ const DETACHED: u64 = u64::MAX;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
     pub single_issuer: bool,
+    /// Completion work runs only inside our own enter (Linux 6.1).
+    pub defer_taskrun: bool,
+    /// Completion work waits for the thread's next kernel entry (5.19).
     pub coop_taskrun: bool,
     /// A provided-buffer ring is registered (Linux 5.19).
     pub provided_buffers: bool,
@@ -99,10 +105,12 @@ pub struct Ring {
 pub(crate) struct Inner {
     uring: RefCell<IoUring>,
     pub(crate) slots: RefCell<Slab<Slot>>,
-    eventfd: OwnedFd,
-    needs_submit: Cell<bool>,
-    submitter: Cell<Option<Waker>>,
     stats: Cell<RingStats>,
+    /// The driver, when it waits for something to be pushed (nothing was in
+    /// flight, so it let glommio park instead of blocking in the ring).
+    driver: Cell<Option<Waker>>,
+    /// Set once the executor's main work is done: the driver must not block.
+    stopped: Cell<bool>,
     features: Features,
     /// Declared after `uring`, so dropped after it (see `Drop for Inner`).
     bufs: Option<BufRing>,
@@ -110,8 +118,8 @@ pub(crate) struct Inner {
 
 impl Ring {
     /// Build a ring of `entries` submission slots with the best setup flags
-    /// this kernel accepts, and its eventfd. Call [`Ring::start`] inside the
-    /// shard's executor before use.
+    /// this kernel accepts. Build it on the thread that will use it (the
+    /// single issuer), and drive it from there ([`driver`]).
     pub fn new(entries: u32) -> io::Result<Ring> {
         Ring::with_buffers(entries, RECV_BUFFERS, RECV_BUFFER_SIZE)
     }
@@ -122,13 +130,17 @@ impl Ring {
         let attempts = [
             Features {
                 single_issuer: true,
-                coop_taskrun: true,
-                provided_buffers: false,
+                defer_taskrun: true,
+                ..Features::default()
             },
             Features {
-                single_issuer: false,
+                single_issuer: true,
                 coop_taskrun: true,
-                provided_buffers: false,
+                ..Features::default()
+            },
+            Features {
+                coop_taskrun: true,
+                ..Features::default()
             },
             Features::default(),
         ];
@@ -142,6 +154,9 @@ impl Ring {
             if features.single_issuer {
                 b.setup_single_issuer();
             }
+            if features.defer_taskrun {
+                b.setup_defer_taskrun().setup_taskrun_flag();
+            }
             if features.coop_taskrun {
                 b.setup_coop_taskrun().setup_taskrun_flag();
             }
@@ -154,16 +169,6 @@ impl Ring {
     }
 
     fn with(uring: IoUring, mut features: Features, bufs: (u16, u32)) -> io::Result<Ring> {
-        // Blocking mode on purpose: glommio reads it through io_uring, which
-        // then waits for a count instead of failing with EAGAIN.
-        // SAFETY: eventfd(2) with valid flags; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor that nothing else owns.
-        let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        uring.submitter().register_eventfd(eventfd.as_raw_fd())?;
         // Older kernels: receives use the connection's own buffer.
         let bufs = BufRing::register(&uring, bufs.0, bufs.1).ok();
         features.provided_buffers = bufs.is_some();
@@ -171,55 +176,13 @@ impl Ring {
             inner: Rc::new(Inner {
                 uring: RefCell::new(uring),
                 slots: RefCell::new(Slab::with_capacity(256)),
-                eventfd,
-                needs_submit: Cell::new(false),
-                submitter: Cell::new(None),
                 stats: Cell::new(RingStats::default()),
+                driver: Cell::new(None),
+                stopped: Cell::new(false),
                 features,
                 bufs,
             }),
         })
-    }
-
-    /// Spawn the submitter and the reaper on the current glommio executor.
-    pub fn start(&self) -> io::Result<()> {
-        let dup = self.inner.eventfd.try_clone()?;
-        // SAFETY: an owned descriptor handed over to glommio, which closes it.
-        let efd = unsafe {
-            glommio::io::BufferedFile::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(dup))
-        };
-        let weak = Rc::downgrade(&self.inner);
-        glommio::spawn_local(async move {
-            loop {
-                // Completes once the ring has posted completions.
-                if efd.read_at(0, 8).await.is_err() {
-                    return;
-                }
-                let Some(inner) = weak.upgrade() else { return };
-                inner.reap();
-            }
-        })
-        .detach();
-        let weak = Rc::downgrade(&self.inner);
-        glommio::spawn_local(async move {
-            loop {
-                let go = poll_fn(|cx| match weak.upgrade() {
-                    None => Poll::Ready(false),
-                    Some(inner) if inner.needs_submit.get() => Poll::Ready(true),
-                    Some(inner) => {
-                        inner.submitter.set(Some(cx.waker().clone()));
-                        Poll::Pending
-                    }
-                })
-                .await;
-                let Some(inner) = weak.upgrade().filter(|_| go) else {
-                    return;
-                };
-                inner.submit_now();
-            }
-        })
-        .detach();
-        Ok(())
     }
 
     /// The setup flags in use.
@@ -329,8 +292,8 @@ impl Ring {
 
 impl Inner {
     /// Put `entries` on the submission queue together (a linked chain must
-    /// be contiguous), submitting early if it is full, and have the
-    /// submitter send them this turn.
+    /// be contiguous), submitting early if it is full, and make sure the
+    /// driver will submit them.
     fn enqueue(&self, entries: &[squeue::Entry]) {
         let mut uring = self.uring.borrow_mut();
         loop {
@@ -343,45 +306,55 @@ impl Inner {
                 break;
             }
             drop(uring);
-            self.submit_now();
+            self.enter(0);
             uring = self.uring.borrow_mut();
         }
         drop(uring);
         let mut s = self.stats.get();
         s.pushed += entries.len() as u64;
         self.stats.set(s);
-        if !self.needs_submit.replace(true)
-            && let Some(w) = self.submitter.take()
-        {
-            w.wake();
+        if let Some(driver) = self.driver.take() {
+            driver.wake();
         }
     }
 
-    /// One `io_uring_enter` for everything queued.
-    pub(crate) fn submit_now(&self) {
-        self.needs_submit.set(false);
-        let uring = self.uring.borrow();
-        loop {
-            match uring.submit() {
-                Ok(_) => break,
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                // EBUSY/EAGAIN: the completion queue is backed up; reaping
-                // frees it, and the next turn submits again.
-                Err(_) => {
-                    self.needs_submit.set(true);
-                    break;
-                }
-            }
+    /// One `io_uring_enter`: submit everything queued, run the completion
+    /// work the kernel deferred, wait until at least `wait` completions are
+    /// posted, then hand every posted completion to its slot.
+    pub(crate) fn enter(&self, wait: u32) {
+        {
+            let uring = self.uring.borrow();
+            // EINTR: a signal landed on this thread; EBUSY/EAGAIN: the
+            // completion queue is backed up (reaping below frees it). Either
+            // way the caller comes back for what is left.
+            let _ = uring.submitter().submit_and_wait(wait as usize);
         }
-        drop(uring);
         let mut s = self.stats.get();
         s.enters += 1;
         self.stats.set(s);
         self.reap();
     }
 
-    /// Hand every posted completion to its slot.
-    pub(crate) fn reap(&self) {
+    /// Are SQEs queued and not yet submitted?
+    pub(crate) fn queued(&self) -> bool {
+        !self.uring.borrow_mut().submission().is_empty()
+    }
+
+    /// Does the kernel hold completion work only an enter runs (deferred
+    /// task work, or completions the queue could not hold)?
+    pub(crate) fn deferred_work(&self) -> bool {
+        let mut uring = self.uring.borrow_mut();
+        let sq = uring.submission();
+        sq.taskrun() || sq.cq_overflow()
+    }
+
+    /// Are completions posted and not yet handed to their slots?
+    pub(crate) fn has_completions(&self) -> bool {
+        !self.uring.borrow_mut().completion().is_empty()
+    }
+
+    /// Hand every posted completion to its slot; how many there were.
+    pub(crate) fn reap(&self) -> usize {
         let mut done = Vec::new();
         let mut overflowed = false;
         {
@@ -394,10 +367,9 @@ impl Inner {
                         done.push((cqe.user_data(), cqe.result(), cqe.flags()));
                     }
                 }
-                // Completions that found the queue full wait in the kernel
-                // (no eventfd signal will announce them): an enter with
-                // GETEVENTS, which `submit` adds when it sees the flag,
-                // moves them in.
+                // Completions that found the queue full wait in the kernel's
+                // overflow list: an enter with GETEVENTS (which `submit` adds
+                // when it sees the flag) moves them in.
                 if !uring.submission().cq_overflow() {
                     break;
                 }
@@ -406,12 +378,13 @@ impl Inner {
             }
         }
         if done.is_empty() {
-            return;
+            return 0;
         }
         let mut s = self.stats.get();
         s.completions += done.len() as u64;
         s.cq_overflows += u64::from(overflowed);
         self.stats.set(s);
+        let count = done.len();
         for (key, result, flags) in done {
             if let (Some(_), Some(bufs)) = (cqueue::buffer_select(flags), &self.bufs) {
                 bufs.handed_out();
@@ -420,6 +393,7 @@ impl Inner {
                 self.deliver(key as usize, Completion { result, flags });
             }
         }
+        count
     }
 
     /// Count a receive that found no provided buffer free.
@@ -427,6 +401,27 @@ impl Inner {
         let mut s = self.stats.get();
         s.no_buffers += 1;
         self.stats.set(s);
+    }
+
+    /// Cancel every operation in flight and wait (at most `limit`) for their
+    /// final completions, so that their data is released and their
+    /// descriptors closed (a listener no longer accepts) before the ring
+    /// goes away.
+    pub(crate) fn cancel_all(&self, limit: Duration) {
+        let keys: Vec<usize> = self.slots.borrow().iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.cancel(key);
+        }
+        let deadline = std::time::Instant::now() + limit;
+        self.enter(0);
+        while !self.slots.borrow().is_empty() && std::time::Instant::now() < deadline {
+            let ts = types::Timespec::from(
+                deadline.saturating_duration_since(std::time::Instant::now()),
+            );
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.uring.borrow().submitter().submit_with_args(1, &args);
+            self.reap();
+        }
     }
 
     /// Ask the kernel to cancel the operation in slot `key`; its completion

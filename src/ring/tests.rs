@@ -12,6 +12,7 @@ use futures_lite::future;
 use io_uring::squeue;
 
 use super::lifecycle::Completion;
+use super::op::Timeout;
 use super::op::{self, AcceptMulti, Nop, OpenAt2, Operation, Recv, RecvProvided, Single, Splice};
 use super::{Ring, SharedFd};
 use crate::buf::Buf;
@@ -35,13 +36,18 @@ fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce(Ring) -> F 
     run_returning(f)
 }
 
+/// Sleep on the ring's own timer (the shard never waits on glommio's).
+async fn sleep(ring: &Ring, d: Duration) {
+    ring.submit(Timeout::new(d)).await.unwrap();
+}
+
 /// Let the ring deliver what is outstanding.
 async fn settle(ring: &Ring) {
     for _ in 0..200 {
         if ring.in_flight() == 0 {
             return;
         }
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        sleep(ring, Duration::from_millis(5)).await;
     }
 }
 
@@ -52,21 +58,26 @@ fn run_returning<T: Send + 'static, F: std::future::Future<Output = T> + 'static
     run_on(|| Ring::new(256), f)
 }
 
-/// As [`run_returning`], on the ring `make` builds.
+/// As [`run_returning`], on the ring `make` builds, driven as a shard's
+/// ring is. A test that hangs (a wake-up lost by the driver) fails after a
+/// minute instead of hanging the suite.
 fn run_on<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
     make: impl FnOnce() -> std::io::Result<Ring> + Send + 'static,
     f: impl FnOnce(Ring) -> F + Send + 'static,
 ) -> T {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+    let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .io_memory(512 << 10)
         .spawn(move || async move {
             let ring = make().expect("ring");
-            ring.start().unwrap();
-            f(ring).await
+            super::driver::run(&ring, f(ring.clone())).await
         })
-        .unwrap()
-        .join()
-        .unwrap()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(executor.join()));
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(result) => result.unwrap(),
+        Err(_) => panic!("the executor hung: a wake-up was lost"),
+    }
 }
 
 #[test]
@@ -140,7 +151,7 @@ fn a_dropped_multishot_accept_closes_what_nobody_took() {
         let mut accepts = ring.submit_multi(AcceptMulti::new(&shared));
         // Take one, leave the rest queued in the op or still arriving.
         drop(op::accepted(accepts.next().await.unwrap()).unwrap());
-        glommio::timer::sleep(Duration::from_millis(20)).await;
+        sleep(&ring, Duration::from_millis(20)).await;
         drop(accepts);
         settle(&ring).await;
         assert_eq!(ring.in_flight(), 0);
@@ -255,7 +266,7 @@ fn an_abandoned_operation_keeps_its_buffer_until_the_kernel_lets_go() {
         let recv = Recv::new(&a, Buf::with_capacity(4096));
         let op = ring.submit(WitnessedRecv(recv, Witness(dropped.clone())));
         glommio::yield_if_needed().await;
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+        sleep(&ring, Duration::from_millis(10)).await;
         drop(op);
         // The receive is still in the kernel: the buffer must still be alive.
         assert_eq!(
@@ -432,7 +443,7 @@ fn dropped_provided_receives_give_every_buffer_back() {
             for (_, b) in pairs.iter().step_by(2) {
                 (&*b).write_all(b"x").unwrap();
             }
-            glommio::timer::sleep(Duration::from_millis(50)).await;
+            sleep(&ring, Duration::from_millis(50)).await;
             drop(pending);
             settle(&ring).await;
             assert_eq!(ring.in_flight(), 0, "slots leaked");
@@ -482,13 +493,74 @@ fn completions_beyond_a_full_completion_queue_are_still_delivered() {
                     true
                 },
                 async {
-                    glommio::timer::sleep(Duration::from_secs(5)).await;
+                    sleep(&ring, Duration::from_secs(5)).await;
                     false
                 },
             )
             .await;
             assert!(finished, "completions stuck in the kernel's overflow list");
+            settle(&ring).await; // the cancelled timer
             assert_eq!(ring.in_flight(), 0);
         },
     );
+}
+
+/// A chain of tasks, each woken by the one before (from user space, not by
+/// the ring), while an operation that never completes keeps the ring busy:
+/// the driver must let every link run rather than block in the ring, where
+/// nothing would ever wake it.
+#[test]
+fn a_chain_of_user_space_wakeups_runs_while_the_ring_waits() {
+    run(|ring| async move {
+        let (quiet, _peer) = pair();
+        let _forever = ring.submit(Recv::new(&quiet, Buf::with_capacity(8)));
+        let links: Vec<_> = (0..50)
+            .map(|_| std::rc::Rc::new(tokio::sync::Notify::new()))
+            .collect();
+        let done = std::rc::Rc::new(tokio::sync::Notify::new());
+        for i in 0..links.len() {
+            let (me, next) = (links[i].clone(), links.get(i + 1).cloned());
+            let done = done.clone();
+            super::driver::spawn(async move {
+                me.notified().await;
+                // Let the driver take a turn between links.
+                glommio::executor().yield_now().await;
+                match next {
+                    Some(next) => next.notify_one(),
+                    None => done.notify_one(),
+                }
+            });
+        }
+        links[0].notify_one();
+        done.notified().await;
+    });
+}
+
+/// A byte written from another thread to a socket the ring reads wakes a
+/// shard that sleeps in the ring.
+#[test]
+fn a_byte_from_another_thread_wakes_a_sleeping_shard() {
+    run(|ring| async move {
+        let (a, mut b) = pair();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            b.write_all(b"!").unwrap();
+            b
+        });
+        let (n, buf) = ring.submit(Recv::new(&a, Buf::with_capacity(8))).await;
+        assert_eq!((n.unwrap(), buf.filled()), (1, &b"!"[..]));
+        drop(writer.join());
+    });
+}
+
+/// With nothing in flight in the ring, the driver must not block in it:
+/// a task waiting on something else (here glommio's own timer) still runs.
+#[test]
+fn with_nothing_in_flight_the_driver_lets_glommio_wait() {
+    run(|ring| async move {
+        assert_eq!(ring.in_flight(), 0);
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        // And the ring still works afterwards.
+        assert_eq!(ring.submit(Nop).await.result, 0);
+    });
 }

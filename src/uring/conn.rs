@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Socket;
 use crate::fs::{self, OpenError, RegularFile, Root};
 use crate::io::{Buf, Connection, Timeouts, read_limit, timed_out, write_timed_out};
-use crate::ring::op::{self, OpenAt2, Read, Recv, RecvProvided, Splice};
+use crate::ring::op::{self, OpenAt2, Read, Recv, RecvProvided, Splice, Timeout};
 use crate::ring::pipes::{Pipe, PipePool};
 use crate::ring::{Ring, SharedFd};
 
@@ -130,11 +130,12 @@ impl RingConn {
         (Ok(off), true)
     }
 
-    /// `work`, or `None` once the write timeout passes first.
+    /// `work`, or `None` once the write timeout passes first (a timer in
+    /// the ring, like every wait of this backend).
     async fn within_write_timeout<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        let limit = self.timeouts.write;
+        let timer = self.ring.submit(Timeout::new(self.timeouts.write));
         futures_lite::future::or(async { Some(work.await) }, async {
-            glommio::timer::sleep(limit).await;
+            let _ = timer.await;
             None
         })
         .await

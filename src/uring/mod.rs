@@ -2,8 +2,9 @@
 //! through the shard's own completion ring (`crate::ring`).
 //!
 //! glommio gives each shard its pinned executor, task scheduling and
-//! preemption; the ring does every accept, receive, send, open, read and
-//! splice, completion-based. This module is the shard's half of that
+//! preemption; the ring does every accept, receive, send, open, read,
+//! splice and timer, completion-based, and the shard sleeps in the ring
+//! (`ring::driver`): nothing here may wait on glommio's own timers or I/O. This module is the shard's half of that
 //! ([`Uring`], the skeleton's [`Runtime`]); `conn.rs` is a connection's
 //! half ([`RingConn`]). It never decides policy (admission, timeouts, close):
 //! that is `server/`'s.
@@ -23,7 +24,7 @@ use crate::io::Timeouts;
 use crate::ring::lifecycle::MultiOp;
 use crate::ring::op::{self, Accept, AcceptMulti, Recv, Timeout};
 use crate::ring::pipes::PipePool;
-use crate::ring::{Ring, SharedFd};
+use crate::ring::{Ring, SharedFd, driver};
 
 mod conn;
 pub(crate) mod memlock;
@@ -77,20 +78,19 @@ impl Runtime for Uring {
             .map_err(|e| format!("cannot start the executor on CPU {}: {e}", config.cpu))?;
         executor.run(async move {
             let ring = Ring::new(RING_ENTRIES)
-                .and_then(|r| r.start().map(|()| r))
                 .map_err(|e| format!("cannot set up the completion ring: {e}"))?;
             let rt = Rc::new(Uring {
-                ring,
+                ring: ring.clone(),
                 pipes: PipePool::for_shard(config.shards),
                 timeouts: config.timeouts,
             });
-            main(rt).await;
+            driver::run(&ring, main(rt)).await;
             Ok(())
         })
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + 'static) {
-        glommio::spawn_local(task).detach();
+        driver::spawn(task);
     }
 
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + 'static + use<> {

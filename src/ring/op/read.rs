@@ -35,6 +35,8 @@ unsafe impl Operation for Read {
             .offset(self.offset)
             .build()
     }
+
+    const INLINE: bool = true;
 }
 
 impl Single for Read {

@@ -43,6 +43,8 @@ unsafe impl Operation for Send {
             .flags(libc::MSG_NOSIGNAL)
             .build()
     }
+
+    const INLINE: bool = true;
 }
 
 impl Single for Send {

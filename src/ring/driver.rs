@@ -1,0 +1,134 @@
+//! Drives a shard's ring from its glommio executor, so that the shard
+//! sleeps in one place: one `io_uring_enter` on this ring.
+//!
+//! The driver is a task like the others. Each turn it yields; if any other
+//! task ran meanwhile (they may have woken more tasks, or queued
+//! operations), it goes round again; once a yield comes back with no other
+//! task having run, the run queue holds only the driver, and it blocks in
+//! one enter that submits every queued SQE and waits for a completion, then
+//! hands the completions out, waking their tasks. glommio itself never
+//! parks (its park/wake cycle costs about eight enters on its own rings and
+//! a `membarrier`): it only runs tasks, and preempts a busy one after its
+//! time slice.
+//!
+//! While tasks keep running, the driver still hands out completions as
+//! they are posted, and enters without waiting when the kernel holds
+//! deferred completion work or queued SQEs have waited a few turns, so a
+//! busy core starves no connection.
+//!
+//! "No other task ran" is counted, not guessed: every task of the shard is
+//! spawned through [`spawn`] (and the main one run through [`run`]), whose
+//! wrapper counts polls. A task woken some other way — by glommio's own
+//! timers or I/O, or from another thread — is not seen while the driver is
+//! blocked: on a shard driven this way everything waits on the ring (sleeps
+//! are ring timeouts, the control socket is read through the ring). The
+//! shard's heartbeat, a ring timeout, bounds how long such a task could be
+//! kept waiting.
+//!
+//! When nothing is in flight in the ring the driver does not block in it
+//! (nothing could wake it): it lets glommio park, and the next operation
+//! pushed wakes it. Once the main task is done it stops.
+
+use std::cell::Cell;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::{Inner, Ring};
+
+/// Busy turns after which queued SQEs are submitted without waiting for
+/// the core to go idle.
+const BUSY_TURNS: u32 = 8;
+
+thread_local! {
+    /// Polls of this thread's counted tasks (all but the driver).
+    static POLLS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn polls() -> u64 {
+    POLLS.with(Cell::get)
+}
+
+/// A future whose every poll is counted (see the module header).
+struct Counted<F>(F);
+
+impl<F: Future> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        POLLS.with(|p| p.set(p.get().wrapping_add(1)));
+        // SAFETY: structural pinning: the inner future is never moved.
+        unsafe { self.map_unchecked_mut(|c| &mut c.0) }.poll(cx)
+    }
+}
+
+/// Spawn `task` on this thread's glommio executor, counted, detached.
+pub fn spawn(task: impl Future<Output = ()> + 'static) {
+    glommio::spawn_local(Counted(task)).detach();
+}
+
+/// How long a stopping ring waits for its cancelled operations to end.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Run `main` with `ring` driven, on the current glommio executor: the
+/// driver starts now and stops once `main` is done, and what is still in
+/// flight then is cancelled (its descriptors closed: a listener stops
+/// accepting).
+pub async fn run<F: Future>(ring: &Ring, main: F) -> F::Output {
+    glommio::spawn_local(drive(Rc::downgrade(&ring.inner))).detach();
+    let out = Counted(main).await;
+    ring.inner.stopped.set(true);
+    ring.inner.cancel_all(STOP_GRACE);
+    out
+}
+
+/// The driver task: see the module header.
+async fn drive(ring: Weak<Inner>) {
+    let mut busy_turns = 0u32;
+    loop {
+        let before = polls();
+        glommio::executor().yield_now().await;
+        let Some(inner) = ring.upgrade() else { return };
+        if inner.stopped.get() {
+            return;
+        }
+        if polls() != before {
+            // Others ran: keep completions flowing without blocking.
+            busy_turns += 1;
+            if inner.deferred_work() || (busy_turns >= BUSY_TURNS && inner.queued()) {
+                busy_turns = 0;
+                inner.enter(0);
+            } else if inner.has_completions() {
+                inner.reap();
+            }
+            continue;
+        }
+        busy_turns = 0;
+        if inner.slots.borrow().is_empty() {
+            // Nothing in flight could wake a blocked enter: submit what is
+            // queued (cancels), then let glommio park until a push.
+            inner.enter(0);
+            if inner.slots.borrow().is_empty() && !inner.queued() {
+                idle(&inner).await;
+            }
+            continue;
+        }
+        inner.enter(1);
+    }
+}
+
+/// Wait (without blocking the thread) until an operation is pushed.
+async fn idle(inner: &Rc<Inner>) {
+    let mut parked = false;
+    poll_fn(|cx| {
+        if parked {
+            return Poll::Ready(());
+        }
+        parked = true;
+        inner.driver.set(Some(cx.waker().clone()));
+        Poll::Pending
+    })
+    .await;
+}
