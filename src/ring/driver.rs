@@ -90,8 +90,12 @@ async fn drive(ring: Weak<Inner>) {
     loop {
         let before = polls();
         glommio::executor().yield_now().await;
-        let Some(inner) = ring.upgrade() else { return };
+        let Some(inner) = ring.upgrade() else {
+            tracing::debug!(target: "ringlet::driver", "ring gone: driver ends");
+            return;
+        };
         if inner.stopped.get() {
+            tracing::debug!(target: "ringlet::driver", "stopped: driver ends");
             return;
         }
         if polls() != before {
@@ -111,7 +115,9 @@ async fn drive(ring: Weak<Inner>) {
             // queued (cancels), then let glommio park until a push.
             inner.enter(0);
             if inner.slots.borrow().is_empty() && !inner.queued() {
+                tracing::debug!(target: "ringlet::driver", "nothing in flight: idle");
                 idle(&inner).await;
+                tracing::debug!(target: "ringlet::driver", "pushed: busy again");
             }
             continue;
         }

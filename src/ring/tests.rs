@@ -65,8 +65,18 @@ fn run_on<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
     make: impl FnOnce() -> std::io::Result<Ring> + Send + 'static,
     f: impl FnOnce(Ring) -> F + Send + 'static,
 ) -> T {
+    run_preempted_every(Duration::from_millis(5), make, f)
+}
+
+/// As [`run_on`], with glommio's preemption timer set to `preempt`.
+fn run_preempted_every<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+    preempt: Duration,
+    make: impl FnOnce() -> std::io::Result<Ring> + Send + 'static,
+    f: impl FnOnce(Ring) -> F + Send + 'static,
+) -> T {
     let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .io_memory(512 << 10)
+        .preempt_timer(preempt)
         .spawn(move || async move {
             let ring = make().expect("ring");
             super::driver::run(&ring, f(ring.clone())).await
@@ -563,4 +573,30 @@ fn with_nothing_in_flight_the_driver_lets_glommio_wait() {
         // And the ring still works afterwards.
         assert_eq!(ring.submit(Nop).await.result, 0);
     });
+}
+
+/// glommio 0.9 parked when its preemption timer fired before any task queue
+/// ran, with tasks still queued; on a shard whose I/O is all in its own
+/// ring nothing then woke it (vendor/glommio/PATCHES.md). A 20 µs timer
+/// (about the time from arming it to checking it) makes that case common:
+/// thousands of yields must all be run.
+#[test]
+fn a_preempted_executor_never_parks_with_work_queued() {
+    run_preempted_every(
+        Duration::from_micros(20),
+        || Ring::new(64),
+        |ring| async move {
+            let (quiet, _peer) = pair();
+            let _forever = ring.submit(Recv::new(&quiet, Buf::with_capacity(8)));
+            let done = std::rc::Rc::new(tokio::sync::Notify::new());
+            let signal = done.clone();
+            super::driver::spawn(async move {
+                for _ in 0..20_000 {
+                    glommio::executor().yield_now().await;
+                }
+                signal.notify_one();
+            });
+            done.notified().await;
+        },
+    );
 }
