@@ -21,11 +21,12 @@
 #   --c-echo        also run scripts/c-echo/epoll_echo.c (built with ${CC:-cc} -O2),
 #                   a single-threaded C epoll echo server (echo cases; compare
 #                   on one server core)
+#   --only REGEX    run only the cases whose name matches REGEX (grep -E)
 #   --out DIR       where results go (default bench-results/DATE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 rounds="" duration="" out="" extra=() c_echo=0
+quick=0 rounds="" duration="" out="" extra=() c_echo=0 only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -34,7 +35,8 @@ while [ $# -gt 0 ]; do
     --server) extra+=("$2"); shift ;;
     --c-echo) c_echo=1 ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --only) only="$2"; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -111,6 +113,7 @@ bench() { taskset -c "$client_cpus" "$bin" bench "$@" --threads "$client_threads
 # run_case NAME KIND ARGS... — KIND echo|file|mixed; {E}/{F} are the ports.
 run_case() {
   local case=$1 kind=$2; shift 2
+  if [ -n "$only" ] && ! grep -qE "$only" <<< "$case"; then return 0; fi
   for i in "${!names[@]}"; do
     local name=${names[$i]} pid=${spids[$i]} e=${eports[$i]} f=${fports[$i]}
     if [ "$kind" != echo ] && [ -z "$f" ]; then continue; fi

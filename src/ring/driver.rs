@@ -11,10 +11,10 @@
 //! a `membarrier`): it only runs tasks, and preempts a busy one after its
 //! time slice.
 //!
-//! While tasks keep running, the driver still hands out completions as
-//! they are posted, and enters without waiting when the kernel holds
-//! deferred completion work or queued SQEs have waited a few turns, so a
-//! busy core starves no connection.
+//! While tasks keep running, the driver still submits and hands out
+//! completions every turn (one enter, without waiting, when anything is
+//! queued or the kernel holds completion work), so a busy core starves no
+//! connection.
 //!
 //! "No other task ran" is counted, not guessed: every task of the shard is
 //! spawned through [`spawn`] (and the main one run through [`run`]), whose
@@ -37,10 +37,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::{Inner, Ring};
-
-/// Busy turns after which queued SQEs are submitted without waiting for
-/// the core to go idle.
-const BUSY_TURNS: u32 = 8;
 
 thread_local! {
     /// Polls of this thread's counted tasks (all but the driver).
@@ -86,7 +82,6 @@ pub async fn run<F: Future>(ring: &Ring, main: F) -> F::Output {
 
 /// The driver task: see the module header.
 async fn drive(ring: Weak<Inner>) {
-    let mut busy_turns = 0u32;
     loop {
         let before = polls();
         glommio::executor().yield_now().await;
@@ -99,17 +94,15 @@ async fn drive(ring: Weak<Inner>) {
             return;
         }
         if polls() != before {
-            // Others ran: keep completions flowing without blocking.
-            busy_turns += 1;
-            if inner.deferred_work() || (busy_turns >= BUSY_TURNS && inner.queued()) {
-                busy_turns = 0;
+            // Others ran: keep operations and completions flowing, one
+            // enter per turn at most, without blocking.
+            if inner.queued() || inner.deferred_work() {
                 inner.enter(0);
             } else if inner.has_completions() {
                 inner.reap();
             }
             continue;
         }
-        busy_turns = 0;
         if inner.slots.borrow().is_empty() {
             // Nothing in flight could wake a blocked enter: submit what is
             // queued (cancels), then let glommio park until a push.

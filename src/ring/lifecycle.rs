@@ -147,8 +147,6 @@ pub struct Op<T: Single> {
     data: Option<T>,
     /// The linked timeout's timespec (the kernel reads it at submission).
     timeout: Option<Box<types::Timespec>>,
-    /// Submitted by its own first poll (see `Operation::INLINE`).
-    submitted: bool,
 }
 
 impl<T: Single> Op<T> {
@@ -163,7 +161,6 @@ impl<T: Single> Op<T> {
             key: Some(key),
             data: Some(data),
             timeout,
-            submitted: !T::INLINE,
         }
     }
 }
@@ -178,11 +175,6 @@ impl<T: Single> Future for Op<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let key = this.key.expect("Op polled after completion");
-        if !this.submitted {
-            // Submit now, and reap: it is likely done already.
-            this.submitted = true;
-            this.ring.inner().enter(0);
-        }
         let mut slots = this.ring.inner().slots.borrow_mut();
         match &mut slots[key] {
             Slot::Waiting(waker) => {

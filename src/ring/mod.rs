@@ -17,18 +17,19 @@
 //!   timeouts; nothing waits on glommio's own rings, so glommio never parks
 //!   (its park/wake cycle costs about eight enters and a `membarrier`).
 //! - **Submissions are batched**: pushing an operation only queues its SQE;
-//!   the driver's enter takes every SQE queued in the turn. An operation
-//!   that usually completes at once (a send, a page-cache read) is submitted
-//!   by its own first poll instead, and its completion reaped in the same
-//!   call, so its task goes on without a round trip through the driver.
+//!   the driver's enter takes every SQE queued in the turn (a send and the
+//!   next receive go out together, with the wait).
 //! - **Receive buffers are provided** (see [`bufs`]): a `recv` waiting for
 //!   data holds no memory of its own; the kernel picks a shard buffer when
 //!   bytes arrive.
 //!
-//! Setup flags are probed: `SINGLE_ISSUER` and `DEFER_TASKRUN` (Linux 6.1:
-//! completion work runs only in our own enter, with no interrupting task
-//! work), else `COOP_TASKRUN` (5.19), else none (5.10); `TASKRUN_FLAG` with
-//! either, so the driver sees when completion work is waiting.
+//! Setup flags are probed: `SINGLE_ISSUER` and `COOP_TASKRUN` (5.19:
+//! completion work waits for the thread's next kernel entry, no interrupt)
+//! with `TASKRUN_FLAG` (so the driver sees when such work is waiting),
+//! else none (5.10). `DEFER_TASKRUN` (6.1), possible now that only we wait
+//! on the ring, was measured and lost: completion work then runs only in
+//! our own enter, in bursts, and at 1,000 connections the p99 tripled
+//! (BENCHMARKS.md).
 //!
 //! This module (and its children) hold the crate's ring `unsafe`; each block
 //! says why it is sound. It knows nothing of servers or protocols.
@@ -73,8 +74,6 @@ const DETACHED: u64 = u64::MAX;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
     pub single_issuer: bool,
-    /// Completion work runs only inside our own enter (Linux 6.1).
-    pub defer_taskrun: bool,
     /// Completion work waits for the thread's next kernel entry (5.19).
     pub coop_taskrun: bool,
     /// A provided-buffer ring is registered (Linux 5.19).
@@ -130,11 +129,6 @@ impl Ring {
         let attempts = [
             Features {
                 single_issuer: true,
-                defer_taskrun: true,
-                ..Features::default()
-            },
-            Features {
-                single_issuer: true,
                 coop_taskrun: true,
                 ..Features::default()
             },
@@ -153,9 +147,6 @@ impl Ring {
                 .setup_clamp();
             if features.single_issuer {
                 b.setup_single_issuer();
-            }
-            if features.defer_taskrun {
-                b.setup_defer_taskrun().setup_taskrun_flag();
             }
             if features.coop_taskrun {
                 b.setup_coop_taskrun().setup_taskrun_flag();

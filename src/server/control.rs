@@ -14,7 +14,6 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
@@ -170,7 +169,7 @@ pub(crate) async fn heartbeat<S: Future<Output = ()>>(
 pub(crate) async fn drain<S: Future<Output = ()>>(
     shard: usize,
     tracker: &TaskTracker,
-    cut: &CancellationToken,
+    cut: &super::signal::Signal,
     limit: Duration,
     sleep: impl Fn(Duration) -> S,
 ) {
@@ -196,7 +195,7 @@ pub(crate) async fn drain<S: Future<Output = ()>>(
             "shard {shard}: {} connection(s) still open after {limit:?}: closing them",
             tracker.len()
         );
-        cut.cancel();
+        cut.raise();
         tracker.wait().await;
     }
 }

@@ -44,6 +44,7 @@ pub(crate) mod isolate;
 mod listener;
 pub(crate) mod monitor;
 mod shard;
+mod signal;
 
 use crate::backend::Runtime;
 use conn::{Handler, erase};

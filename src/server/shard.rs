@@ -18,13 +18,13 @@ use std::sync::Arc;
 
 use futures_lite::future;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::admit::Backoff;
 use super::conn::{self, Handler, Service};
 use super::control::{self, Event, ShardListener, ShardSpec};
+use super::signal::Signal;
 use crate::backend::{Runtime, ShardConfig};
 
 /// Start shard `spec.id` on its own thread with backend `R`. It reports
@@ -56,7 +56,7 @@ struct Shard<R: Runtime> {
     /// The live connections, for the drain.
     tracker: TaskTracker,
     /// Cuts every live connection (the drain's time is up).
-    cut: CancellationToken,
+    cut: Signal,
 }
 
 async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
@@ -74,7 +74,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
                 .map_or(Semaphore::MAX_PERMITS, |n| n.min(Semaphore::MAX_PERMITS)),
         )),
         tracker: TaskTracker::new(),
-        cut: CancellationToken::new(),
+        cut: Signal::default(),
     });
     let beat_rt = rt.clone();
     let publish_rt = rt.clone();
@@ -85,7 +85,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
         move |stats| stats.ring.publish(publish_rt.figures()),
     ));
 
-    let stop = CancellationToken::new();
+    let stop = Signal::default();
     let accepting = TaskTracker::new();
     let capped = spec.max_conns.is_some();
     for l in spec.listeners {
@@ -116,9 +116,10 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
         let shard = shard.clone();
         rt.spawn(accepting.track_future(async move {
             // Stopping drops the loop, and with it the listener.
-            future::or(accept_loop(shard, listener, service, handler), async {
-                stopped.cancelled().await
-            })
+            future::or(
+                accept_loop(shard, listener, service, handler),
+                stopped.raised(),
+            )
             .await
         }));
     }
@@ -130,7 +131,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
     while !control::stops(spec.id, rt.read_control(&mut control).await) {}
 
     // Stop accepting: the loops end and close this shard's listeners.
-    stop.cancel();
+    stop.raise();
     accepting.close();
     accepting.wait().await;
     shard.admit.close();
@@ -176,7 +177,7 @@ async fn accept_loop<R: Runtime>(
         shard.rt.spawn(shard.tracker.track_future(async move {
             // Cut by the drain: the connection is dropped mid-answer, and
             // its client gets a reset.
-            future::or(conn::serve(conn, &handler, &service), cut.cancelled()).await;
+            future::or(conn::serve(conn, &handler, &service), cut.raised()).await;
             drop(permit);
         }));
     }

@@ -54,12 +54,6 @@ pub unsafe trait Operation: 'static {
     /// Releases what a completion carries when nobody will read it (e.g.
     /// closes the descriptor an accept or open made).
     const DISCARD: Option<Discard> = None;
-
-    /// The operation usually completes inside the enter that submits it (a
-    /// send with room in the socket, a read from the page cache): the
-    /// future submits it itself when first polled, and reaps in the same
-    /// call, so that its task goes on at once.
-    const INLINE: bool = false;
 }
 
 /// A single-shot operation: one completion, one result.

@@ -35,8 +35,6 @@ unsafe impl Operation for Read {
             .offset(self.offset)
             .build()
     }
-
-    const INLINE: bool = true;
 }
 
 impl Single for Read {

@@ -43,8 +43,6 @@ unsafe impl Operation for Send {
             .flags(libc::MSG_NOSIGNAL)
             .build()
     }
-
-    const INLINE: bool = true;
 }
 
 impl Single for Send {
