@@ -76,6 +76,9 @@ pub(crate) trait Runtime: Sized + 'static {
     /// Read one control byte; `Ok(None)` when the other end closed.
     fn read_control(&self, c: &mut Self::Control) -> impl Future<Output = io::Result<Option<u8>>>;
 
+    /// Called on every heartbeat (100 ms): room for periodic upkeep.
+    fn tick(&self) {}
+
     /// What the backend's own machinery has done so far (read by the
     /// shard's heartbeat).
     fn figures(&self) -> Figures {

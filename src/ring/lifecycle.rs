@@ -7,8 +7,8 @@
 //!    └─ future dropped ──► Abandoned(data) + cancel ──final CQE──► slot freed, data dropped
 //! ```
 //!
-//! The data an operation points the kernel at (buffers, paths, `open_how`,
-//! the timespec of its linked timeout) and the descriptors it names live in
+//! The data an operation points the kernel at (buffers, paths, `open_how`)
+//! and the descriptors it names live in
 //! the [`Op`] while someone waits, and move into the slot when the future is
 //! dropped early. Either way they outlive the kernel's use of them: memory
 //! the kernel may still write is never freed, and a descriptor an operation
@@ -17,7 +17,11 @@
 //!
 //! Completions nobody will read are released here too: a descriptor the
 //! kernel made is closed ([`Discard`]), a provided buffer it filled goes back
-//! to the ring. This module never submits anything itself but cancellations.
+//! to the ring. An operation whose deadline passed (see [`deadline`]) is
+//! cancelled here and completes as `TimedOut`. This module never submits
+//! anything itself but cancellations.
+//!
+//! [`deadline`]: super::deadline
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -26,7 +30,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use io_uring::{cqueue, types};
+use io_uring::cqueue;
 
 use super::op::{Operation, Single};
 use super::{Inner, Ring};
@@ -64,10 +68,17 @@ pub fn close_fd(c: Completion) {
 
 /// What the slab holds for an operation in flight.
 pub(crate) enum Slot {
-    /// Single-shot, someone waits (or will poll).
-    Waiting(Option<Waker>),
-    /// Single-shot, the completion is in; the owner takes it.
-    Done(Completion),
+    /// Single-shot, someone waits (or will poll). `epoch` tells this
+    /// operation from another that later takes the same slot; `expired`:
+    /// its deadline passed and it was cancelled for it.
+    Waiting {
+        waker: Option<Waker>,
+        epoch: u64,
+        expired: bool,
+    },
+    /// Single-shot, the completion is in (`true`: cancelled for its
+    /// deadline); the owner takes it.
+    Done(Completion, bool),
     /// Multishot: completions queued for the owner; `ended` once the kernel
     /// said there will be no more.
     Multi {
@@ -80,6 +91,17 @@ pub(crate) enum Slot {
     Abandoned(#[allow(dead_code)] Box<dyn Any>, Option<Discard>),
 }
 
+impl Slot {
+    /// A single-shot operation, just pushed.
+    pub(crate) fn waiting(epoch: u64) -> Slot {
+        Slot::Waiting {
+            waker: None,
+            epoch,
+            expired: false,
+        }
+    }
+}
+
 impl Inner {
     /// Hand one completion to slot `key`; frees the slot when it was the
     /// final completion of an abandoned operation.
@@ -90,9 +112,9 @@ impl Inner {
         };
         let more = cqueue::more(c.flags);
         match slot {
-            Slot::Waiting(waker) => {
-                let w = waker.take();
-                *slot = Slot::Done(c);
+            Slot::Waiting { waker, expired, .. } => {
+                let (w, expired) = (waker.take(), *expired);
+                *slot = Slot::Done(c, expired);
                 if let Some(w) = w {
                     w.wake();
                 }
@@ -119,7 +141,23 @@ impl Inner {
                     slots.remove(key);
                 }
             }
-            Slot::Done(_) => {}
+            Slot::Done(..) => {}
+        }
+    }
+
+    /// The deadline of the operation `(key, epoch)` passed: if it is still
+    /// waiting, cancel it; it completes as `TimedOut`.
+    pub(crate) fn expire(&self, key: usize, epoch: u64) {
+        let mut slots = self.slots.borrow_mut();
+        if let Some(Slot::Waiting {
+            epoch: e, expired, ..
+        }) = slots.get_mut(key)
+            && *e == epoch
+            && !*expired
+        {
+            *expired = true;
+            drop(slots);
+            self.cancel(key);
         }
     }
 
@@ -144,24 +182,24 @@ impl Inner {
 pub struct Op<T: Single> {
     ring: Ring,
     key: Option<usize>,
+    /// Which operation of slot `key` this is (see [`Op::id`]).
+    epoch: u64,
     data: Option<T>,
-    /// The linked timeout's timespec (the kernel reads it at submission).
-    timeout: Option<Box<types::Timespec>>,
 }
 
 impl<T: Single> Op<T> {
-    pub(crate) fn new(
-        ring: &Ring,
-        key: usize,
-        data: T,
-        timeout: Option<Box<types::Timespec>>,
-    ) -> Op<T> {
+    pub(crate) fn new(ring: &Ring, key: usize, epoch: u64, data: T) -> Op<T> {
         Op {
             ring: ring.clone(),
             key: Some(key),
+            epoch,
             data: Some(data),
-            timeout,
         }
+    }
+
+    /// What names this operation for `Inner::expire`, while in flight.
+    pub(crate) fn id(&self) -> Option<(usize, u64)> {
+        self.key.map(|k| (k, self.epoch))
     }
 }
 
@@ -177,19 +215,19 @@ impl<T: Single> Future for Op<T> {
         let key = this.key.expect("Op polled after completion");
         let mut slots = this.ring.inner().slots.borrow_mut();
         match &mut slots[key] {
-            Slot::Waiting(waker) => {
+            Slot::Waiting { waker, .. } => {
                 if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     *waker = Some(cx.waker().clone());
                 }
                 Poll::Pending
             }
-            Slot::Done(c) => {
-                let mut c = *c;
+            Slot::Done(c, expired) => {
+                let (mut c, expired) = (*c, *expired);
                 slots.remove(key);
                 drop(slots);
                 this.key = None;
-                // Cancelled by its linked timeout: the time ran out.
-                if this.timeout.is_some() && c.result == -libc::ECANCELED {
+                // Cancelled for its deadline: the time ran out.
+                if expired && c.result == -libc::ECANCELED {
                     c.result = -libc::ETIMEDOUT;
                 }
                 let data = this.data.take().expect("data present until completion");
@@ -205,7 +243,7 @@ impl<T: Single> Drop for Op<T> {
         let Some(key) = self.key else { return };
         let inner = self.ring.inner().clone();
         let done = match &inner.slots.borrow()[key] {
-            Slot::Done(c) => Some(*c),
+            Slot::Done(c, _) => Some(*c),
             _ => None,
         };
         match done {
@@ -218,7 +256,7 @@ impl<T: Single> Drop for Op<T> {
             }
             None => {
                 // In flight: the kernel may still use the data and descriptors.
-                let data: Box<dyn Any> = Box::new((self.data.take(), self.timeout.take()));
+                let data: Box<dyn Any> = Box::new(self.data.take());
                 inner.abandon(key, data, T::DISCARD);
             }
         }

@@ -44,6 +44,7 @@ use io_uring::{IoUring, cqueue, squeue, types};
 use slab::Slab;
 
 pub mod bufs;
+pub mod deadline;
 pub mod driver;
 mod fd;
 pub mod lifecycle;
@@ -66,8 +67,7 @@ const CQ_PER_SQ: u32 = 8;
 pub const RECV_BUFFERS: u16 = 1024;
 pub const RECV_BUFFER_SIZE: u32 = 4 * 1024;
 
-/// `user_data` of operations whose completion nobody waits for (cancels,
-/// linked timeouts).
+/// `user_data` of operations whose completion nobody waits for (cancels).
 const DETACHED: u64 = u64::MAX;
 
 /// Which optional features the ring was built with.
@@ -110,6 +110,8 @@ pub(crate) struct Inner {
     driver: Cell<Option<Waker>>,
     /// Set once the executor's main work is done: the driver must not block.
     stopped: Cell<bool>,
+    /// Single-shot operations pushed so far: each one's epoch.
+    epochs: Cell<u64>,
     features: Features,
     /// Declared after `uring`, so dropped after it (see `Drop for Inner`).
     bufs: Option<BufRing>,
@@ -170,6 +172,7 @@ impl Ring {
                 stats: Cell::new(RingStats::default()),
                 driver: Cell::new(None),
                 stopped: Cell::new(false),
+                epochs: Cell::new(0),
                 features,
                 bufs,
             }),
@@ -202,32 +205,13 @@ impl Ring {
 
     /// Submit `op`; the returned future resolves to its result. Dropping
     /// the future early cancels the operation (its data stays alive until
-    /// the kernel is done with it).
-    pub fn submit<T: Single>(&self, op: T) -> Op<T> {
-        self.push_single(op, None)
-    }
-
-    /// As [`Ring::submit`], with a linked timeout: if `op` has not completed
-    /// within `limit`, the kernel cancels it and it fails with `TimedOut`.
-    /// No user-space timer is armed.
-    pub fn submit_within<T: Single>(&self, op: T, limit: Duration) -> Op<T> {
-        self.push_single(op, Some(limit))
-    }
-
-    fn push_single<T: Single>(&self, mut op: T, limit: Option<Duration>) -> Op<T> {
-        let key = self.inner.slots.borrow_mut().insert(Slot::Waiting(None));
-        let sqe = op.sqe().user_data(key as u64);
-        let timeout = limit.map(|l| Box::new(types::Timespec::from(l)));
-        match &timeout {
-            None => self.inner.enqueue(&[sqe]),
-            Some(ts) => self.inner.enqueue(&[
-                sqe.flags(squeue::Flags::IO_LINK),
-                io_uring::opcode::LinkTimeout::new(&**ts)
-                    .build()
-                    .user_data(DETACHED),
-            ]),
-        }
-        Op::new(self, key, op, timeout)
+    /// the kernel is done with it). For a deadline, run it under a
+    /// [`deadline::Watch`].
+    pub fn submit<T: Single>(&self, mut op: T) -> Op<T> {
+        let epoch = self.inner.next_epoch();
+        let key = self.inner.slots.borrow_mut().insert(Slot::waiting(epoch));
+        self.inner.enqueue(&[op.sqe().user_data(key as u64)]);
+        Op::new(self, key, epoch, op)
     }
 
     /// Submit a multishot operation: a stream of completions.
@@ -245,18 +229,19 @@ impl Ring {
     /// first completes in full (a short first result cancels the second,
     /// which then fails with `ECANCELED`).
     pub fn submit_chain<A: Single, B: Single>(&self, mut a: A, mut b: B) -> (Op<A>, Op<B>) {
+        let (ea, eb) = (self.inner.next_epoch(), self.inner.next_epoch());
         let (ka, kb) = {
             let mut slots = self.inner.slots.borrow_mut();
             (
-                slots.insert(Slot::Waiting(None)),
-                slots.insert(Slot::Waiting(None)),
+                slots.insert(Slot::waiting(ea)),
+                slots.insert(Slot::waiting(eb)),
             )
         };
         self.inner.enqueue(&[
             a.sqe().user_data(ka as u64).flags(squeue::Flags::IO_LINK),
             b.sqe().user_data(kb as u64),
         ]);
-        (Op::new(self, ka, a, None), Op::new(self, kb, b, None))
+        (Op::new(self, ka, ea, a), Op::new(self, kb, eb, b))
     }
 
     #[cfg(feature = "internals")]
@@ -282,6 +267,12 @@ impl Ring {
 }
 
 impl Inner {
+    fn next_epoch(&self) -> u64 {
+        let e = self.epochs.get().wrapping_add(1);
+        self.epochs.set(e);
+        e
+    }
+
     /// Put `entries` on the submission queue together (a linked chain must
     /// be contiguous), submitting early if it is full, and make sure the
     /// driver will submit them.
@@ -290,8 +281,7 @@ impl Inner {
         loop {
             // SAFETY: every pointer in these SQEs points into data owned by
             // its operation, alive until that operation's final completion
-            // (see `op::Operation`); cancels point at no memory; a linked
-            // timeout's timespec is owned by its `Op` (or its abandoned slot).
+            // (see `op::Operation`); cancels point at no memory.
             let pushed = unsafe { uring.submission().push_multiple(entries) };
             if pushed.is_ok() {
                 break;

@@ -6,11 +6,12 @@ use std::io::{Read as _, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{OwnedFd, RawFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use io_uring::squeue;
 
+use super::deadline::Deadlines;
 use super::lifecycle::Completion;
 use super::op::Timeout;
 use super::op::{self, AcceptMulti, Nop, OpenAt2, Operation, Recv, RecvProvided, Single, Splice};
@@ -349,7 +350,6 @@ fn a_linked_operation_keeps_its_descriptor_until_it_is_issued() {
     });
 }
 
-const LONG: Duration = Duration::from_secs(30);
 
 #[test]
 fn a_provided_buffer_carries_the_bytes_and_goes_back_when_dropped() {
@@ -357,7 +357,7 @@ fn a_provided_buffer_carries_the_bytes_and_goes_back_when_dropped() {
         let bufs = ring.buffers().expect("buffer rings (Linux 5.19+)");
         assert_eq!(bufs.out(), 0);
         let (a, mut b) = pair();
-        let recv = |max| ring.submit_within(RecvProvided::new(&ring, &a, max).unwrap(), LONG);
+        let recv = |max| ring.submit(RecvProvided::new(&ring, &a, max).unwrap());
         b.write_all(b"provided").unwrap();
         let got = recv(4096).await.unwrap();
         assert_eq!(got.bytes(), b"provided");
@@ -386,16 +386,55 @@ fn a_provided_buffer_carries_the_bytes_and_goes_back_when_dropped() {
 fn a_provided_receive_times_out_holding_nothing() {
     run(|ring| async move {
         let (a, _b) = pair();
-        let recv = RecvProvided::new(&ring, &a, 4096).unwrap();
-        let err = ring
-            .submit_within(recv, Duration::from_millis(30))
-            .await
-            .err()
-            .expect("nothing was sent");
+        let deadlines = Deadlines::new();
+        let watch = deadlines.watch();
+        let sweeper = {
+            let (ring, deadlines) = (ring.clone(), deadlines.clone());
+            async move {
+                loop {
+                    sleep(&ring, Duration::from_millis(10)).await;
+                    deadlines.sweep(&ring, Instant::now());
+                }
+            }
+        };
+        let recv = ring.submit(RecvProvided::new(&ring, &a, 4096).unwrap());
+        let at = Instant::now() + Duration::from_millis(30);
+        let err = future::or(async { watch.run(recv, at).await.err() }, async {
+            sweeper.await;
+            None
+        })
+        .await
+        .expect("nothing was sent");
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(Instant::now() >= at, "timed out early");
         settle(&ring).await;
         assert_eq!(ring.in_flight(), 0);
         assert_eq!(ring.buffers().unwrap().out(), 0);
+        drop(watch);
+        assert_eq!(deadlines.len(), 0, "a dropped watch stays registered");
+    });
+}
+
+#[test]
+fn a_deadline_expires_only_its_own_operation() {
+    run(|ring| async move {
+        let (a, mut b) = pair();
+        let deadlines = Deadlines::new();
+        let watch = deadlines.watch();
+        // An operation that completed in time: its slot is reused by the
+        // next one, which the stale deadline must not touch.
+        b.write_all(b"x").unwrap();
+        let at = Instant::now() + Duration::from_millis(20);
+        let (n, _) = watch
+            .run(ring.submit(Recv::new(&a, Buf::with_capacity(8))), at)
+            .await;
+        assert_eq!(n.unwrap(), 1);
+        let next = ring.submit(Recv::new(&a, Buf::with_capacity(8)));
+        sleep(&ring, Duration::from_millis(40)).await;
+        deadlines.sweep(&ring, Instant::now());
+        b.write_all(b"y").unwrap();
+        let (n, buf) = next.await;
+        assert_eq!((n.unwrap(), buf.filled()), (1, &b"y"[..]));
     });
 }
 
@@ -408,7 +447,7 @@ fn out_of_provided_buffers_is_enobufs_and_nothing_leaks() {
             for (_, mut b) in pairs.iter().map(|(a, b)| (a, b)) {
                 b.write_all(b"data").unwrap();
             }
-            let recv = |fd| ring.submit_within(RecvProvided::new(&ring, fd, 4096).unwrap(), LONG);
+            let recv = |fd| ring.submit(RecvProvided::new(&ring, fd, 4096).unwrap());
             let mut held = Vec::new();
             for (a, _) in &pairs[..2] {
                 held.push(recv(a).await.unwrap());
@@ -440,7 +479,7 @@ fn dropped_provided_receives_give_every_buffer_back() {
         |ring| async move {
             let count = ring.buffers().unwrap().count() as usize;
             let pairs: Vec<_> = (0..2000).map(|_| pair()).collect();
-            let recv = |fd| ring.submit_within(RecvProvided::new(&ring, fd, 4096).unwrap(), LONG);
+            let recv = |fd| ring.submit(RecvProvided::new(&ring, fd, 4096).unwrap());
             let mut pending = Vec::new();
             for (a, _) in &pairs {
                 let mut op = Box::pin(recv(a));

@@ -82,7 +82,10 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
         spec.stats.clone(),
         spec.started,
         move |d| beat_rt.sleep(d),
-        move |stats| stats.ring.publish(publish_rt.figures()),
+        move |stats| {
+            publish_rt.tick();
+            stats.ring.publish(publish_rt.figures());
+        },
     ));
 
     let stop = Signal::default();

@@ -1,8 +1,9 @@
 //! [`Connection`] on the completion ring: the uring backend's sockets.
 //!
-//! Every operation is a ring operation: `recv` and `send` carry a linked
-//! timeout (idle, request deadline, write timeout), so no user-space timer is
-//! armed per message. A read into an empty buffer parks it and receives into
+//! Every operation is a ring operation. `recv` and `send` run under the
+//! connection's [`Watch`] (idle, request deadline, write timeout): the shard
+//! sweeps the deadlines on its heartbeat and cancels what is overdue, so no
+//! timer is armed per message, in the kernel or out of it. A read into an empty buffer parks it and receives into
 //! one of the shard's provided buffers, then copies: an idle connection
 //! holds no buffer. While data keeps coming (the kernel says more is
 //! waiting, or a receive filled all the room it had), reads go straight
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Socket;
 use crate::fs::{self, OpenError, RegularFile, Root};
 use crate::io::{Buf, Connection, Timeouts, read_limit, timed_out, write_timed_out};
+use crate::ring::deadline::Watch;
 use crate::ring::op::{self, OpenAt2, Read, Recv, RecvProvided, Splice, Timeout};
 use crate::ring::pipes::{Pipe, PipePool};
 use crate::ring::{Ring, SharedFd};
@@ -46,6 +48,8 @@ const SMALL_FILE: u64 = 64 * 1024;
 pub(crate) struct RingConn {
     fd: SharedFd,
     ring: Ring,
+    /// The deadline of the receive or send in flight.
+    watch: Watch,
     peer: SocketAddr,
     timeouts: Timeouts,
     read_deadline: Option<Instant>,
@@ -60,6 +64,7 @@ impl RingConn {
         fd: OwnedFd,
         ring: Ring,
         pipes: Rc<PipePool>,
+        watch: Watch,
         timeouts: Timeouts,
     ) -> io::Result<RingConn> {
         let sock = socket2::SockRef::from(&fd);
@@ -71,6 +76,7 @@ impl RingConn {
         Ok(RingConn {
             fd: SharedFd::new(fd),
             ring,
+            watch,
             peer,
             timeouts,
             read_deadline: None,
@@ -196,7 +202,11 @@ impl Connection for RingConn {
             && let Some(recv) = RecvProvided::new(&self.ring, &self.fd, buf.capacity())
         {
             buf.park();
-            match self.ring.submit_within(recv, limit).await {
+            match self
+                .watch
+                .run(self.ring.submit(recv), Instant::now() + limit)
+                .await
+            {
                 Ok(got) => {
                     let n = buf.extend_from_slice(got.bytes());
                     self.streaming = got.more_waiting();
@@ -209,10 +219,8 @@ impl Connection for RingConn {
             }
         }
         let room = buf.capacity() - buf.len();
-        let (res, buf) = self
-            .ring
-            .submit_within(Recv::new(&self.fd, buf), limit)
-            .await;
+        let recv = self.ring.submit(Recv::new(&self.fd, buf));
+        let (res, buf) = self.watch.run(recv, Instant::now() + limit).await;
         match res {
             Ok(n) => {
                 self.streaming = n == room;
@@ -225,8 +233,11 @@ impl Connection for RingConn {
     async fn write_prefix(&mut self, mut buf: Buf, len: usize) -> (io::Result<()>, Buf) {
         let mut done = 0;
         while done < len {
-            let send = op::Send::new(&self.fd, buf, done, len);
-            let (res, b) = self.ring.submit_within(send, self.timeouts.write).await;
+            let send = self.ring.submit(op::Send::new(&self.fd, buf, done, len));
+            let (res, b) = self
+                .watch
+                .run(send, Instant::now() + self.timeouts.write)
+                .await;
             buf = b;
             match res {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),

@@ -21,6 +21,7 @@ use tracing::info;
 use crate::backend::{Figures, Runtime, ShardConfig};
 use crate::buf::Buf;
 use crate::io::Timeouts;
+use crate::ring::deadline::Deadlines;
 use crate::ring::lifecycle::MultiOp;
 use crate::ring::op::{self, Accept, AcceptMulti, Recv, Timeout};
 use crate::ring::pipes::PipePool;
@@ -37,10 +38,11 @@ const PREEMPT: Duration = Duration::from_millis(5);
 /// is submitted early).
 const RING_ENTRIES: u32 = 1024;
 
-/// One uring shard's I/O: its ring and its pipes.
+/// One uring shard's I/O: its ring, its pipes, its connections' deadlines.
 pub(crate) struct Uring {
     ring: Ring,
     pipes: Rc<PipePool>,
+    deadlines: Rc<Deadlines>,
     timeouts: Timeouts,
 }
 
@@ -82,6 +84,7 @@ impl Runtime for Uring {
             let rt = Rc::new(Uring {
                 ring: ring.clone(),
                 pipes: PipePool::for_shard(config.shards),
+                deadlines: Deadlines::new(),
                 timeouts: config.timeouts,
             });
             driver::run(&ring, main(rt)).await;
@@ -134,7 +137,13 @@ impl Runtime for Uring {
                 Err(e) => return Err(e),
             }
         };
-        RingConn::accepted(fd, self.ring.clone(), self.pipes.clone(), self.timeouts)
+        RingConn::accepted(
+            fd,
+            self.ring.clone(),
+            self.pipes.clone(),
+            self.deadlines.watch(),
+            self.timeouts,
+        )
     }
 
     fn control(&self, fd: OwnedFd) -> io::Result<SharedFd> {
@@ -144,6 +153,11 @@ impl Runtime for Uring {
     async fn read_control(&self, c: &mut SharedFd) -> io::Result<Option<u8>> {
         let (n, buf) = self.ring.submit(Recv::new(c, Buf::with_capacity(1))).await;
         Ok((n? == 1).then(|| buf.filled()[0]))
+    }
+
+    /// Receives and sends past their deadline are cancelled here.
+    fn tick(&self) {
+        self.deadlines.sweep(&self.ring, std::time::Instant::now());
     }
 
     fn figures(&self) -> Figures {
