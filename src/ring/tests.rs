@@ -350,7 +350,6 @@ fn a_linked_operation_keeps_its_descriptor_until_it_is_issued() {
     });
 }
 
-
 #[test]
 fn a_provided_buffer_carries_the_bytes_and_goes_back_when_dropped() {
     run(|ring| async move {
