@@ -68,6 +68,7 @@ clk=$(getconf CLK_TCK)
 data=$(mktemp -d "${TMPDIR:-/var/tmp}/ringlet-bench.XXXXXX")
 big_mib=$([ "$quick" = 1 ] && echo 128 || echo 1024)
 head -c 4096 /dev/urandom > "$data/small.bin"
+head -c $(( 1 << 20 )) /dev/urandom > "$data/mid.bin"
 head -c $(( big_mib << 20 )) /dev/urandom > "$data/big.bin"
 head -c $(( 256 << 20 )) /dev/urandom > "$data/cold.bin"
 
@@ -83,18 +84,24 @@ wait_port() {
   echo "nothing listens on port $1" >&2; return 1
 }
 
-# servers: name, pid, echo port, file port ("" when it has no file server)
-names=() spids=() eports=() fports=()
-start_ringlet() { # NAME BACKEND ECHO_PORT FILE_PORT
+# servers: name, pid, echo port, file port ("" when it has no file server),
+# and a second instance serving the article's plain file protocol: its pid
+# and port ("" when none).
+names=() spids=() eports=() fports=() ppids=() pports=()
+start_ringlet() { # NAME BACKEND ECHO_PORT FILE_PORT PLAIN_PORT
   taskset -c "$server_cpus" "$bin" serve --backend "$2" --cores "$half" \
     --echo "127.0.0.1:$3" --file "127.0.0.1:$4" --file-header --root "$data" \
     2> "$out/server-$1.log" &
   local pid=$!; pids+=("$pid")
-  wait_port "$3"; wait_port "$4"
-  names+=("$1"); spids+=("$pid"); eports+=("$3"); fports+=("$4")
+  taskset -c "$server_cpus" "$bin" serve --backend "$2" --cores "$half" \
+    --echo off --file "127.0.0.1:$5" --root "$data" \
+    2> "$out/server-$1-plain.log" &
+  local plain=$!; pids+=("$plain")
+  wait_port "$3"; wait_port "$4"; wait_port "$5"
+  names+=("$1"); spids+=("$pid"); eports+=("$3"); fports+=("$4"); ppids+=("$plain"); pports+=("$5")
 }
-start_ringlet uring uring 17100 17101
-start_ringlet epoll epoll 17200 17201
+start_ringlet uring uring 17100 17101 17102
+start_ringlet epoll epoll 17200 17201 17202
 port=17300
 for spec in "${extra[@]}"; do
   name=${spec%%=*}; cmd=${spec#*=}
@@ -102,7 +109,7 @@ for spec in "${extra[@]}"; do
   taskset -c "$server_cpus" bash -c "exec $cmd" > "$out/server-$name.log" 2>&1 &
   pid=$!; pids+=("$pid")
   wait_port "$port"
-  names+=("$name"); spids+=("$pid"); eports+=("$port"); fports+=("")
+  names+=("$name"); spids+=("$pid"); eports+=("$port"); fports+=(""); ppids+=(""); pports+=("")
   port=$(( port + 1 ))
 done
 
@@ -110,14 +117,16 @@ cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 bench() { taskset -c "$client_cpus" "$bin" bench "$@" --threads "$client_threads" --pin --duration "$duration" --json; }
 
-# run_case NAME KIND ARGS... — KIND echo|file|mixed; {E}/{F} are the ports.
+# run_case NAME KIND ARGS... — KIND echo|file|plain|mixed; {E}/{F}/{P} are
+# the echo, framed file and plain file ports (plain: the plain instance's CPU).
 run_case() {
   local case=$1 kind=$2; shift 2
   if [ -n "$only" ] && ! grep -qE "$only" <<< "$case"; then return 0; fi
   for i in "${!names[@]}"; do
-    local name=${names[$i]} pid=${spids[$i]} e=${eports[$i]} f=${fports[$i]}
+    local name=${names[$i]} pid=${spids[$i]} e=${eports[$i]} f=${fports[$i]} p=${pports[$i]}
     if [ "$kind" != echo ] && [ -z "$f" ]; then continue; fi
-    local args=("${@//\{E\}/$e}"); args=("${args[@]//\{F\}/$f}")
+    if [ "$kind" = plain ]; then pid=${ppids[$i]}; fi
+    local args=("${@//\{E\}/$e}"); args=("${args[@]//\{F\}/$f}"); args=("${args[@]//\{P\}/$p}")
     local before after result
     before=$(cpu_ticks "$pid")
     if [ "$kind" = mixed ]; then
@@ -157,6 +166,9 @@ for round in $(seq 0 $(( rounds - 1 ))); do
     run_case "echo ${size} B at 20k msg/s, $c conns" echo echo --addr '127.0.0.1:{E}' --conns "$c" --size "$size" --rate 20000
   done
   run_case "file 4 KiB, 100 conns" file file --addr '127.0.0.1:{F}' --path /small.bin --expect "$data/small.bin" --conns 100
+  # The article's protocol: a connection per request, the file, the close.
+  run_case "plain file 4 KiB, 100 clients (connection per request)" plain file --mode plain --addr '127.0.0.1:{P}' --path /small.bin --expect "$data/small.bin" --conns 100
+  run_case "plain file 1 MiB, 10 clients (connection per request)" plain file --mode plain --addr '127.0.0.1:{P}' --path /mid.bin --expect "$data/mid.bin" --conns 10
   cat "$data/big.bin" > /dev/null   # warm
   run_case "file ${big_mib} MiB warm, 1 stream" file file --addr '127.0.0.1:{F}' --path /big.bin --expect "$data/big.bin" --conns 1
   run_case "echo 64 B at 2k msg/s beside 4 cold file streams" mixed echo --addr '127.0.0.1:{E}' --conns 10 --size 64 --rate 2000

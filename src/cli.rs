@@ -14,6 +14,21 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Log lines as `text` (for people; plain lines with a syslog priority
+    /// under journald) or `json` (one object per line, for log shippers).
+    /// RINGLET_LOG sets the level (error, warn, info, debug; default info).
+    #[arg(long, value_name = "FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, fields (message first).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,10 +68,13 @@ pub enum Bench {
     /// message ends in a newline and has no other, so line-mode servers
     /// answer it at once. Reports messages/s, MB/s and latency percentiles.
     Echo(BenchEcho),
-    /// Fetch one file again and again over framed keep-alive connections.
+    /// Fetch one file again and again, in the server's file protocol.
     ///
-    /// The server must run with --file-header. Every answer's length and
-    /// CRC-32 are checked against --expect, or else against the first answer.
+    /// Plain (the article's, the server's default): a connection per
+    /// request, read to the end; a reset is an error. Framed (--file-header):
+    /// keep-alive connections and `OK <size>` lines. --mode auto asks once and
+    /// picks. Every answer's length and CRC-32 are checked against --expect,
+    /// or else against the first answer.
     File(BenchFile),
     /// Turn the JSON lines of scripts/bench-vs-epoll.sh into a table and chart.
     Report(BenchReport),
@@ -165,6 +183,22 @@ pub struct BenchFile {
     /// the server reads it cold (the same file the server serves).
     #[arg(long, value_name = "FILE")]
     pub evict: Option<PathBuf>,
+    /// The server's file protocol: `plain` (no --file-header), `framed`
+    /// (--file-header), or `auto`: ask once and pick by the answer (a file
+    /// that itself begins with an `OK <number>` line needs --mode plain).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub mode: FileModeArg,
+}
+
+/// `bench file --mode` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FileModeArg {
+    /// Ask once, pick by the answer.
+    Auto,
+    /// A connection per request, the file, then the end of the stream.
+    Plain,
+    /// `OK <size>` status lines on keep-alive connections (--file-header).
+    Framed,
 }
 
 /// `ringlet bench report` options.
@@ -272,6 +306,13 @@ pub struct Serve {
     /// retry. Nothing is refused or reset. [default: no limit]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_conns: Option<u64>,
+
+    /// Serve the shards' figures (connections, bytes, requests by outcome,
+    /// timeouts, ring activity) for Prometheus at http://ADDR/metrics, or
+    /// `off`. Answered by a thread of its own, never by a shard. Keep it on
+    /// an address only your monitoring can reach.
+    #[arg(long, value_name = "ADDR|off", default_value = "off", value_parser = parse_listen)]
+    pub metrics: Listen,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {

@@ -78,6 +78,91 @@ pub trait Connection {
     /// had its share. Protocols call it once per message so that a client
     /// that always has data cannot starve its neighbours.
     fn yield_if_needed(&mut self) -> impl Future<Output = ()>;
+
+    /// Count what became of one request in the server's figures (the
+    /// metrics endpoint shows them by service and outcome). Costs one
+    /// single-writer counter; a connection outside a server ignores it.
+    fn record(&mut self, outcome: Outcome) {
+        let _ = outcome;
+    }
+}
+
+/// What became of one request, for the server's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Answered in full.
+    Served,
+    /// Nothing by that name.
+    NotFound,
+    /// The path climbed out of the root, or through a magic link.
+    Escape,
+    /// A directory, device, FIFO or socket.
+    NotRegular,
+    /// The server may not read it.
+    Denied,
+    /// Any other refused request (empty or invalid path, the kernel's error).
+    Invalid,
+    /// Longer than the protocol allows.
+    TooLong,
+    /// Not complete within the protocol's request timeout.
+    Timeout,
+    /// The client closed before its request was complete.
+    Incomplete,
+    /// The answer began but could not be completed (the file shrank, a
+    /// write failed): the client got a reset.
+    Truncated,
+}
+
+impl Outcome {
+    /// Every outcome, in the order of [`Outcome::index`].
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Served,
+        Outcome::NotFound,
+        Outcome::Escape,
+        Outcome::NotRegular,
+        Outcome::Denied,
+        Outcome::Invalid,
+        Outcome::TooLong,
+        Outcome::Timeout,
+        Outcome::Incomplete,
+        Outcome::Truncated,
+    ];
+
+    /// Its position in [`Outcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A metric label: `served`, `not_found`, `escape`…
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Served => "served",
+            Outcome::NotFound => "not_found",
+            Outcome::Escape => "escape",
+            Outcome::NotRegular => "not_regular",
+            Outcome::Denied => "denied",
+            Outcome::Invalid => "invalid",
+            Outcome::TooLong => "too_long",
+            Outcome::Timeout => "timeout",
+            Outcome::Incomplete => "incomplete",
+            Outcome::Truncated => "truncated",
+        }
+    }
+}
+
+impl From<&OpenError> for Outcome {
+    fn from(e: &OpenError) -> Outcome {
+        match e {
+            OpenError::NotFound => Outcome::NotFound,
+            OpenError::Escapes | OpenError::Link => Outcome::Escape,
+            OpenError::NotRegular(_) => Outcome::NotRegular,
+            OpenError::PermissionDenied => Outcome::Denied,
+            OpenError::Empty | OpenError::Invalid(_) | OpenError::Raced | OpenError::Io(_) => {
+                Outcome::Invalid
+            }
+        }
+    }
 }
 
 /// Per-connection time limits, set by the server for every connection.
@@ -132,6 +217,20 @@ pub enum TimeoutKind {
     Deadline,
     /// The client accepted no byte for the write timeout.
     Write(Duration),
+}
+
+impl TimeoutKind {
+    /// Every kind's metric label, in the order of [`TimeoutKind::index`].
+    pub const LABELS: [&'static str; 3] = ["idle", "request", "write"];
+
+    /// Its position in [`TimeoutKind::LABELS`].
+    pub fn index(self) -> usize {
+        match self {
+            TimeoutKind::Idle(_) => 0,
+            TimeoutKind::Deadline => 1,
+            TimeoutKind::Write(_) => 2,
+        }
+    }
 }
 
 impl fmt::Display for TimeoutKind {

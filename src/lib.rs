@@ -71,10 +71,10 @@ mod uring;
 
 pub use buf::Buf;
 pub use fs::{DisplayPath, OpenError, RegularFile, Root};
-pub use io::{Connection, Linger, TimeoutKind, Timeouts, timeout_kind};
+pub use io::{Connection, Linger, Outcome, TimeoutKind, Timeouts, timeout_kind};
 pub use placement::allowed_cpus;
 pub use proto::Protocol;
 pub use server::{
-    Backend, DEFAULT_SHUTDOWN_TIMEOUT, Monitor, Server, ServerBuilder, ServerError, Stopper,
-    Summary,
+    Backend, DEFAULT_SHUTDOWN_TIMEOUT, Monitor, RingFigures, Server, ServerBuilder, ServerError,
+    ServiceFigures, ShardFigures, Snapshot, Stopper, Summary,
 };

@@ -14,7 +14,7 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cmd::logging::init();
+    cmd::logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::serve(args),
         Command::Probe => return cmd::probe(),

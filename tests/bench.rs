@@ -117,6 +117,104 @@ fn file_checks_length_and_content(backend: &str) {
     assert!(err.contains("differs from the reference"), "{err}");
 }
 
+/// The article's protocol (no --file-header): `auto` finds it, every answer
+/// is read to its end and checked; a framed bench against it says in one
+/// printable line what it expected and what came.
+fn file_plain_mode_is_detected_and_checked(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(70_000, 9);
+    std::fs::write(dir.path().join("f.bin"), &data).unwrap();
+    let server = Ringlet::serve(
+        backend,
+        &["--echo", "off", "--root", dir.path().to_str().unwrap()],
+    );
+    let addr = server.file().to_string();
+    let local = dir.path().join("f.bin");
+    let (code, out, err) = bench(&[
+        "file",
+        "--addr",
+        &addr,
+        "--path",
+        "f.bin",
+        "--expect",
+        local.to_str().unwrap(),
+        "--conns",
+        "4",
+        "--duration",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v = json(&out);
+    assert_eq!(v["config"]["mode"], "plain", "{out}");
+    assert_eq!(v["errors"], 0, "{out}");
+    let n = v["messages"].as_u64().unwrap();
+    assert!(n > 0 && v["bytes"].as_u64().unwrap() == n * 70_000, "{out}");
+
+    // A wrong local copy is caught in plain mode too.
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, pattern(70_000, 10)).unwrap();
+    let (code, _, err) = bench(&[
+        "file",
+        "--addr",
+        &addr,
+        "--path",
+        "f.bin",
+        "--expect",
+        other.to_str().unwrap(),
+        "--mode",
+        "plain",
+        "--conns",
+        "1",
+        "--duration",
+        "0.3",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("differs from the reference"), "{err}");
+
+    // Framed against plain: one readable line, never the file's raw bytes.
+    let (code, _, err) = bench(&[
+        "file",
+        "--addr",
+        &addr,
+        "--path",
+        "f.bin",
+        "--mode",
+        "framed",
+        "--conns",
+        "1",
+        "--duration",
+        "0.3",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("expected a status line `OK <size>`, got \""),
+        "{err}"
+    );
+    assert!(err.contains("bytes)"), "{err}");
+    assert!(
+        err.bytes()
+            .all(|b| b == b'\n' || (0x20..0x7f).contains(&b) || b >= 0x80),
+        "control bytes on the terminal: {err:?}"
+    );
+    assert!(!err.contains('\u{fffd}'), "raw binary in the error: {err}");
+
+    // A missing file in plain mode: the close with nothing is explained.
+    let (code, _, err) = bench(&[
+        "file",
+        "--addr",
+        &addr,
+        "--path",
+        "nope",
+        "--conns",
+        "1",
+        "--duration",
+        "0.3",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("closed without a byte"), "{err}");
+}
+
 fn a_short_soak_loses_nothing(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f.bin"), pattern(200_000, 8)).unwrap();
@@ -163,6 +261,7 @@ fn a_short_soak_loses_nothing(backend: &str) {
 on_both_backends!(
     echo_modes,
     file_checks_length_and_content,
+    file_plain_mode_is_detected_and_checked,
     a_short_soak_loses_nothing
 );
 

@@ -66,6 +66,38 @@ fn sigterm_and_sigint_exit_zero() {
     }
 }
 
+/// `--log-format json`: every line one JSON object a log shipper can read;
+/// and a plain start and a client's refused request warn no one.
+#[test]
+fn json_logs_and_no_warning_on_a_plain_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in ["uring", "epoll"] {
+        let mut server = Ringlet::serve(
+            backend,
+            &[
+                "--log-format",
+                "json",
+                "--root",
+                dir.path().to_str().unwrap(),
+            ],
+        );
+        assert_eq!(fetch(server.file(), b"missing"), b"");
+        server.wait_for_log(&["refused: no such file"]);
+        assert_eq!(server.signal_and_wait(libc::SIGTERM), Some(0));
+        server.wait_for_log(&["stopped"]);
+        for line in server.log() {
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{backend}: not JSON ({e}): {line}"));
+            assert!(v["timestamp"].is_string(), "{line}");
+            assert!(v["fields"]["message"].is_string(), "{line}");
+            assert_eq!(
+                v["level"], "INFO",
+                "{backend}: only information expected: {line}"
+            );
+        }
+    }
+}
+
 #[test]
 fn one_service_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();

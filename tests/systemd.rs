@@ -300,15 +300,20 @@ on_both_backends!(
 
 #[test]
 fn journal_lines_are_plain_with_syslog_priorities() {
-    let server = Ringlet::serve_with("uring", &["--file", "off"], |cmd| {
-        cmd.env("JOURNAL_STREAM", "8:12345");
-    });
+    let mut server = Ringlet::serve_with(
+        "uring",
+        &["--file", "off", "--shutdown-timeout", "0.2"],
+        |cmd| {
+            cmd.env("JOURNAL_STREAM", "8:12345");
+        },
+    );
     let line = server.wait_for_log(&["echo listening on"]);
     assert!(
         line.starts_with("<6>echo listening on 127.0.0.1:"),
         "{line}"
     );
-    // A failed connection is a warning: `<4>`, no timestamp, no colour.
+    // A client that resets is its own business: information, `<6>`, no
+    // timestamp, no colour.
     let mut s = connect(server.echo());
     s.write_all(b"ping\n").unwrap();
     assert_eq!(read_exact(&mut s, 5), b"ping\n");
@@ -318,6 +323,14 @@ fn journal_lines_are_plain_with_syslog_priorities() {
         .unwrap();
     drop(s);
     let line = server.wait_for_log(&["connection ended"]);
-    assert!(line.starts_with("<4>echo: 127.0.0.1:"), "{line}");
+    assert!(line.starts_with("<6>echo: 127.0.0.1:"), "{line}");
     assert!(!line.contains('\x1b'), "{line}");
+    // A drain that must cut a connection is a warning: `<4>`.
+    let _open = connect(server.echo());
+    let mut s = connect(server.echo());
+    s.write_all(b"ping\n").unwrap();
+    assert_eq!(read_exact(&mut s, 5), b"ping\n");
+    assert_eq!(server.signal_and_wait(libc::SIGTERM), Some(0));
+    let line = server.wait_for_log(&["still open after"]);
+    assert!(line.starts_with("<4>shard "), "{line}");
 }

@@ -1,12 +1,21 @@
-//! `ringlet bench file`: fetch one file again and again over framed
-//! keep-alive connections (`ringlet serve --file-header`).
+//! `ringlet bench file`: fetch one file again and again, in either of the
+//! file server's protocols.
 //!
-//! Each answer must be `OK <size>\n` and exactly that many bytes, whose CRC-32
-//! must match the reference: the local file given with `--expect`, or else
-//! the first answer received (every later answer must be identical).
-//! `--evict` drops the local file from the page cache before each request, so
-//! the server reads it cold from disk.
+//! - **plain** (the article's, `ringlet serve`'s default): connect, send the
+//!   path and NUL, read to the end of the stream, reconnect. The server ends a
+//!   whole answer with a FIN and a cut one with a reset, which is an error.
+//! - **framed** (`--file-header`): keep-alive connections, each answer
+//!   `OK <size>\n` and exactly that many bytes.
+//!
+//! `auto` asks once before the load and picks by the answer's first line.
+//! Every answer's length and CRC-32 must match the reference: the local file
+//! given with `--expect`, or else the first answer received (every later one
+//! must be identical). An answer that does not parse is reported in one line
+//! (what was expected, a printable prefix, the byte count), never as raw
+//! bytes. `--evict` drops the local file from the page cache before each
+//! request, so the server reads it cold from disk.
 
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -23,10 +32,32 @@ use super::{Threads, run_connections};
 /// Bytes read from the socket per call.
 const READ_BUF: usize = 256 * 1024;
 
+/// Which file protocol the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Ask once, pick by the answer.
+    Auto,
+    /// One connection per request; the file, then the end of the stream.
+    Plain,
+    /// `OK <size>` status lines on keep-alive connections.
+    Framed,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Plain => "plain",
+            Mode::Framed => "framed",
+        }
+    }
+}
+
 /// What `ringlet bench file` runs.
 #[derive(Debug, Clone)]
 pub struct FileConfig {
     pub addr: SocketAddr,
+    pub mode: Mode,
     /// The request path, as the server resolves it beneath its root.
     pub path: String,
     pub conns: usize,
@@ -49,7 +80,11 @@ pub fn run(cfg: &FileConfig) -> anyhow::Result<Outcome> {
         let data = std::fs::read(local).with_context(|| format!("reading {}", local.display()))?;
         let _ = reference.set((data.len() as u64, crc32fast::hash(&data)));
     }
-    let c = cfg.clone();
+    let mut c = cfg.clone();
+    if c.mode == Mode::Auto {
+        c.mode = detect(cfg)?;
+    }
+    let mode = c.mode;
     let totals = run_connections(
         cfg.conns,
         &cfg.threads,
@@ -57,7 +92,12 @@ pub fn run(cfg: &FileConfig) -> anyhow::Result<Outcome> {
         cfg.progress,
         move |_, totals, deadline| {
             let (c, reference) = (c.clone(), reference.clone());
-            async move { fetch_loop(&c, &reference, &totals, deadline).await }
+            async move {
+                match c.mode {
+                    Mode::Plain => plain_loop(&c, &reference, &totals, deadline).await,
+                    _ => fetch_loop(&c, &reference, &totals, deadline).await,
+                }
+            }
         },
     )?;
     Ok(totals.outcome(
@@ -65,7 +105,7 @@ pub fn run(cfg: &FileConfig) -> anyhow::Result<Outcome> {
         serde_json::json!({
             "addr": cfg.addr.to_string(), "path": cfg.path, "conns": cfg.conns,
             "duration_s": cfg.duration.as_secs_f64(), "threads": cfg.threads.count,
-            "evict": cfg.evict.is_some(),
+            "evict": cfg.evict.is_some(), "mode": mode.name(),
         }),
     ))
 }
@@ -92,12 +132,7 @@ async fn fetch_loop(
             let started = Instant::now();
             stream.write_all(&request).await?;
             let (size, crc) = read_answer(&mut stream, &mut buf).await?;
-            let &(want_size, want_crc) = reference.get_or_init(|| (size, crc));
-            if (size, crc) != (want_size, want_crc) {
-                bail!(
-                    "answer differs from the reference: {size} bytes crc {crc:08x}, expected {want_size} bytes crc {want_crc:08x}"
-                );
-            }
+            check(reference, size, crc)?;
             stats::record(&mut hist, started.elapsed());
             totals.add(1, size);
         }
@@ -106,6 +141,126 @@ async fn fetch_loop(
     .await;
     totals.merge(&hist);
     result
+}
+
+/// Fail unless (`size`, `crc`) is the reference's; the first answer is
+/// the reference when no local copy was given.
+fn check(reference: &OnceLock<(u64, u32)>, size: u64, crc: u32) -> anyhow::Result<()> {
+    let &(want_size, want_crc) = reference.get_or_init(|| (size, crc));
+    if (size, crc) != (want_size, want_crc) {
+        bail!(
+            "answer differs from the reference: {size} bytes crc {crc:08x}, expected {want_size} bytes crc {want_crc:08x}"
+        );
+    }
+    Ok(())
+}
+
+/// The plain protocol: a connection per request, the answer read to the end.
+async fn plain_loop(
+    c: &FileConfig,
+    reference: &OnceLock<(u64, u32)>,
+    totals: &Arc<Totals>,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let mut request = c.path.as_bytes().to_vec();
+    request.push(0);
+    let mut buf = vec![0u8; READ_BUF];
+    let mut hist = stats::histogram();
+    let result = async {
+        while Instant::now() < deadline {
+            if let Some(local) = &c.evict {
+                evict(local)?;
+            }
+            let started = Instant::now();
+            let mut stream = TcpStream::connect(c.addr)
+                .await
+                .with_context(|| format!("connecting to {}", c.addr))?;
+            stream.set_nodelay(true)?;
+            stream.write_all(&request).await?;
+            let mut crc = crc32fast::Hasher::new();
+            let mut size = 0u64;
+            loop {
+                let n = stream.read(&mut buf).await.map_err(|e| {
+                    anyhow::anyhow!("the answer was cut after {size} bytes: {e}")
+                })?;
+                if n == 0 {
+                    break;
+                }
+                crc.update(&buf[..n]);
+                size += n as u64;
+            }
+            if size == 0 {
+                bail!(
+                    "the server closed without a byte: in plain mode that is a refusal (no such file?); its log says why"
+                );
+            }
+            check(reference, size, crc.finalize())?;
+            stats::record(&mut hist, started.elapsed());
+            totals.add(1, size);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    totals.merge(&hist);
+    result
+}
+
+/// Ask once and pick the mode by the answer: a first line `OK <size>` or
+/// `ERR <reason>` is the framed protocol, anything else the plain one.
+fn detect(c: &FileConfig) -> anyhow::Result<Mode> {
+    let mut s = std::net::TcpStream::connect_timeout(&c.addr, std::time::Duration::from_secs(10))
+        .with_context(|| format!("connecting to {}", c.addr))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    s.write_all(c.path.as_bytes())?;
+    s.write_all(b"\0")?;
+    let mut head = [0u8; 128];
+    let mut filled = 0;
+    while filled < head.len() && memchr::memchr(b'\n', &head[..filled]).is_none() {
+        match s.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if filled == 0 => {
+                return Err(e).context("asking the server for the file once, to tell its mode");
+            }
+            Err(_) => break,
+        }
+    }
+    let head = &head[..filled];
+    if filled == 0 {
+        bail!(
+            "the server closed without a byte: a plain-mode refusal (no such file {:?}?); its log says why",
+            c.path
+        );
+    }
+    if let Some(reason) = head.strip_prefix(b"ERR ") {
+        bail!(
+            "server refused {:?}: {}",
+            c.path,
+            printable(reason, reason.len())
+        );
+    }
+    let framed = head
+        .strip_prefix(b"OK ")
+        .and_then(|rest| {
+            let end = memchr::memchr(b'\n', rest)?;
+            std::str::from_utf8(&rest[..end]).ok()?.parse::<u64>().ok()
+        })
+        .is_some();
+    if framed {
+        return Ok(Mode::Framed);
+    }
+    // Read the rest, so the server's answer ends whole rather than reset.
+    std::io::copy(&mut s, &mut std::io::sink())
+        .context("reading the first plain answer to its end")?;
+    Ok(Mode::Plain)
+}
+
+/// Up to 40 bytes of `bytes` as escaped text, and the whole count: how an
+/// answer that is not what was expected is shown.
+fn printable(bytes: &[u8], total: usize) -> String {
+    let shown = &bytes[..bytes.len().min(40)];
+    let more = if total > shown.len() { "…" } else { "" };
+    format!("\"{}{more}\" ({total} bytes)", shown.escape_ascii())
 }
 
 /// Read one framed answer: returns its size and the CRC-32 of its bytes.
@@ -118,7 +273,8 @@ async fn read_answer(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<(
         }
         if filled > 512 {
             bail!(
-                "no status line in the first {filled} bytes: is the server running with --file-header?"
+                "expected a status line `OK <size>`, got {} with no newline: is the server in plain mode (no --file-header)? try --mode plain",
+                printable(&buf[..filled], filled)
             );
         }
         let n = stream.read(&mut buf[filled..]).await?;
@@ -127,12 +283,18 @@ async fn read_answer(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<(
         }
         filled += n;
     };
-    let line = String::from_utf8_lossy(&buf[..newline]).into_owned();
-    let size: u64 = match line.strip_prefix("OK ") {
-        Some(n) => n
-            .parse()
-            .with_context(|| format!("bad status line {line:?}"))?,
-        None => bail!("server answered {line:?}"),
+    let line = &buf[..newline];
+    let size = line
+        .strip_prefix(b"OK ")
+        .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u64>().ok());
+    let Some(size) = size else {
+        if let Some(reason) = line.strip_prefix(b"ERR ") {
+            bail!("server refused: {}", printable(reason, reason.len()));
+        }
+        bail!(
+            "expected a status line `OK <size>`, got {}",
+            printable(&buf[..filled], filled)
+        );
     };
     let mut crc = crc32fast::Hasher::new();
     let mut got = (filled - newline - 1) as u64;

@@ -3,7 +3,7 @@
 use std::io::IsTerminal as _;
 
 use crate::bench::{self, Threads};
-use crate::cli::{Bench, BenchCommon};
+use crate::cli::{Bench, BenchCommon, FileModeArg};
 
 pub fn bench(b: Bench) -> anyhow::Result<()> {
     let threads = |c: &BenchCommon| Threads {
@@ -37,6 +37,11 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
         })
         .map(|o| (o, e.common.json))?,
         Bench::File(f) => bench::file::run(&bench::file::FileConfig {
+            mode: match f.mode {
+                FileModeArg::Auto => bench::file::Mode::Auto,
+                FileModeArg::Plain => bench::file::Mode::Plain,
+                FileModeArg::Framed => bench::file::Mode::Framed,
+            },
             addr: f.common.addr,
             path: f.path.clone(),
             conns: f.common.conns,

@@ -1,4 +1,5 @@
-//! Log lines on stderr: `RINGLET_LOG` picks the level (default info).
+//! Log lines on stderr: `RINGLET_LOG` picks the level (default info),
+//! `--log-format json` makes each line one JSON object (tracing's formatter).
 //!
 //! Under systemd (`JOURNAL_STREAM` set) lines are plain — no timestamp, no
 //! colour, the journal adds its own — and carry the level as a syslog `<N>`
@@ -12,13 +13,21 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-pub fn init() {
+use crate::cli::LogFormat;
+
+pub fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RINGLET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
+    if format == LogFormat::Json {
+        builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    } else if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.with_ansi(false).event_format(Journal).init();
     } else {
         builder

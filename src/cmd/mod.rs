@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod logging;
+pub mod metrics;
 pub mod registry;
 pub mod serve;
 

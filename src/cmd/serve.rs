@@ -50,6 +50,10 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
 
     let server = builder.start()?;
     log_ready(&server, &args, activated);
+    if let Listen::On(addr) = args.metrics {
+        let at = super::metrics::start(addr, server.monitor(), server.backend().name())?;
+        info!("metrics on http://{at}/metrics");
+    }
     let notifier = Notifier::start(server.monitor());
 
     let stopper = server.stopper();

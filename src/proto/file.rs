@@ -12,10 +12,10 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{debug, warn};
+use tracing::{debug, info};
 
 use crate::fs::{DisplayPath, Root};
-use crate::io::{Buf, Connection};
+use crate::io::{Buf, Connection, Outcome};
 use crate::proto::Protocol;
 use crate::proto::request::{self, MAX_REQUEST, Request};
 
@@ -73,13 +73,15 @@ impl Protocol for FileServer {
                 Request::Path(len) => len,
                 Request::Closed => return Ok(()),
                 Request::Truncated => {
-                    warn!(
+                    conn.record(Outcome::Incomplete);
+                    info!(
                         "file: {peer}: refused: connection closed before the NUL ending the path"
                     );
                     return Ok(());
                 }
                 Request::TooSlow => {
-                    warn!(
+                    conn.record(Outcome::Timeout);
+                    info!(
                         "file: {peer}: refused: request not complete within {:?} (request timeout)",
                         self.request_timeout
                     );
@@ -88,7 +90,8 @@ impl Protocol for FileServer {
                     return Ok(());
                 }
                 Request::TooLong => {
-                    warn!("file: {peer}: refused: no NUL within {MAX_REQUEST} bytes");
+                    conn.record(Outcome::TooLong);
+                    info!("file: {peer}: refused: no NUL within {MAX_REQUEST} bytes");
                     self.send_status(conn, &mut status, format_args!("ERR request too long"))
                         .await?;
                     return Ok(());
@@ -99,7 +102,8 @@ impl Protocol for FileServer {
             let file = match conn.open_file(&self.root, path).await {
                 Ok(file) => file,
                 Err(reason) => {
-                    warn!(
+                    conn.record(Outcome::from(&reason));
+                    info!(
                         "file: {peer} requested {}: refused: {reason}",
                         DisplayPath(path)
                     );
@@ -116,9 +120,11 @@ impl Protocol for FileServer {
             self.send_status(conn, &mut status, format_args!("OK {size}"))
                 .await?;
             let sent = conn.send_file(file).await.map_err(|e| {
+                conn.record(Outcome::Truncated);
                 io::Error::new(e.kind(), format!("sending {}: {e}", DisplayPath(path)))
             })?;
             if sent < size {
+                conn.record(Outcome::Truncated);
                 // The promised length cannot be kept: end the stream, send nothing made up.
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -128,6 +134,7 @@ impl Protocol for FileServer {
                     ),
                 ));
             }
+            conn.record(Outcome::Served);
             if !self.framed {
                 return Ok(());
             }

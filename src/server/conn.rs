@@ -28,7 +28,7 @@ use super::isolate::{self, Ended};
 use super::monitor::ServiceStats;
 use crate::backend::Socket;
 use crate::fs::{OpenError, RegularFile, Root};
-use crate::io::{Buf, Connection, Linger, full_buffer_error};
+use crate::io::{Buf, Connection, Linger, Outcome, full_buffer_error, timeout_kind};
 use crate::proto::Protocol;
 
 /// One connection's work: the protocol, borrowing the connection.
@@ -72,6 +72,9 @@ pub(crate) async fn serve<C: Connection + Socket>(
         Ended::Idle => conn.close(),
         Ended::Failed | Ended::Panicked => conn.reset(),
     }
+    if ended == Ended::Panicked {
+        service.stats.panics.add(1);
+    }
     service
         .stats
         .connection_closed(matches!(ended, Ended::Failed | Ended::Panicked));
@@ -97,6 +100,13 @@ impl<C: Socket> Metered<C> {
             stats,
             eof: false,
             ended: false,
+        }
+    }
+
+    /// Count a time limit an operation hit, by kind.
+    fn note<T>(&self, res: &io::Result<T>) {
+        if let Some(kind) = res.as_ref().err().and_then(timeout_kind) {
+            self.stats.timed_out(kind);
         }
     }
 
@@ -132,11 +142,16 @@ impl<C: Connection + Socket> Metered<C> {
         let mut buf = Buf::with_capacity(4096);
         while discarded <= limits.bytes {
             buf.clear();
-            let (res, b) = self.read(buf).await;
+            // Not through `self.read`: the linger's own deadline passing is
+            // no timeout of the client's.
+            let (res, b) = self.conn.read(buf).await;
             buf = b;
             match res {
                 Ok(0) | Err(_) => return,
-                Ok(n) => discarded += n as u64,
+                Ok(n) => {
+                    self.stats.bytes_in.add(n as u64);
+                    discarded += n as u64;
+                }
             }
         }
     }
@@ -163,7 +178,7 @@ impl<C: Connection + Socket> Connection for Metered<C> {
         match &res {
             Ok(0) => self.eof = true,
             Ok(n) => self.stats.bytes_in.add(*n as u64),
-            Err(_) => {}
+            Err(_) => self.note(&res),
         }
         (res, buf)
     }
@@ -174,8 +189,9 @@ impl<C: Connection + Socket> Connection for Metered<C> {
 
     async fn write_prefix(&mut self, buf: Buf, len: usize) -> (io::Result<()>, Buf) {
         let (res, buf) = self.conn.write_prefix(buf, len).await;
-        if res.is_ok() {
-            self.stats.bytes_out.add(len as u64);
+        match &res {
+            Ok(()) => self.stats.bytes_out.add(len as u64),
+            Err(_) => self.note(&res),
         }
         (res, buf)
     }
@@ -186,13 +202,18 @@ impl<C: Connection + Socket> Connection for Metered<C> {
 
     async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
         let res = self.conn.send_file(file).await;
-        if let Ok(n) = &res {
-            self.stats.bytes_out.add(*n);
+        match &res {
+            Ok(n) => self.stats.bytes_out.add(*n),
+            Err(_) => self.note(&res),
         }
         res
     }
 
     async fn yield_if_needed(&mut self) {
         self.conn.yield_if_needed().await;
+    }
+
+    fn record(&mut self, outcome: Outcome) {
+        self.stats.outcomes[outcome.index()].add(1);
     }
 }

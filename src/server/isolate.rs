@@ -84,6 +84,21 @@ pub(crate) enum Ended {
     Panicked,
 }
 
+/// A failure the client brought on itself (it went away, stopped reading,
+/// dripped its request): expected on any server, logged at INFO. Anything
+/// else (the disk, a shrinking file, the server's own limits) is a WARN.
+fn caused_by_client(e: &io::Error) -> bool {
+    timeout_kind(e).is_some()
+        || matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::NotConnected
+                | io::ErrorKind::TimedOut
+        )
+}
+
 /// Run one connection's protocol; whatever happens, log one line and say
 /// how it ended.
 pub(crate) async fn run<F>(service: &str, peer: SocketAddr, work: F) -> Ended
@@ -98,6 +113,10 @@ where
         Ok(Err(e)) if matches!(timeout_kind(&e), Some(TimeoutKind::Idle(_))) => {
             info!("{service}: {peer}: connection ended: {e}");
             Ended::Idle
+        }
+        Ok(Err(e)) if caused_by_client(&e) => {
+            info!("{service}: {peer}: connection ended: {e}");
+            Ended::Failed
         }
         Ok(Err(e)) => {
             warn!("{service}: {peer}: connection ended: {e}");

@@ -49,7 +49,7 @@ mod signal;
 use crate::backend::Runtime;
 use conn::{Handler, erase};
 use control::{Event, ShardListener, ShardSpec};
-pub use monitor::{Monitor, Summary};
+pub use monitor::{Monitor, RingFigures, ServiceFigures, ShardFigures, Snapshot, Summary};
 
 /// How long live connections may finish after a stop, by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -422,7 +422,10 @@ impl ServerBuilder {
         }
 
         let (tx, rx) = mpsc::channel();
-        let monitor = Monitor::new(cpus.len(), self.services.len());
+        let monitor = Monitor::new(
+            cpus.len(),
+            self.services.iter().map(|s| s.name.clone()).collect(),
+        );
         let mut controls = Vec::new();
         let mut specs = Vec::new();
         for (id, listeners) in per_shard.into_iter().enumerate() {

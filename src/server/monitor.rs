@@ -4,13 +4,15 @@
 //! Each shard owns its [`ShardStats`] (one [`ServiceStats`] per service) and
 //! is their only writer, so updates are plain relaxed load-and-store on
 //! cache lines of their own: no lock, no contended atomic on the hot path.
-//! Readers (the STATUS= line, the watchdog, tests) see values that are at
-//! most a moment old. A shard also beats a heartbeat from a timer task; a
+//! Readers (the STATUS= line, the watchdog, the metrics endpoint through
+//! [`Monitor::snapshot`], tests) see values that are at most a moment old. A shard also beats a heartbeat from a timer task; a
 //! shard whose thread is stuck or dead stops beating.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::io::{Outcome, TimeoutKind};
 
 /// How often a shard beats its heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
@@ -45,6 +47,15 @@ pub(crate) struct ServiceStats {
     pub failed: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
+    /// Times an accept loop found the shard at `--max-conns` and waited.
+    pub cap_waits: Counter,
+    /// Accept failures that made the loop pause (out of descriptors, memory).
+    pub accept_backoffs: Counter,
+    pub panics: Counter,
+    /// By [`TimeoutKind::index`].
+    pub timeouts: [Counter; 3],
+    /// Requests by [`Outcome::index`].
+    pub outcomes: [Counter; Outcome::ALL.len()],
 }
 
 impl ServiceStats {
@@ -57,6 +68,26 @@ impl ServiceStats {
         self.active.add(u64::MAX); // wrapping -1
         if failed {
             self.failed.add(1);
+        }
+    }
+
+    pub(crate) fn timed_out(&self, kind: TimeoutKind) {
+        self.timeouts[kind.index()].add(1);
+    }
+
+    fn figures(&self, name: &str) -> ServiceFigures {
+        ServiceFigures {
+            service: name.to_string(),
+            accepted: self.accepted.get(),
+            open: self.active.get(),
+            failed: self.failed.get(),
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+            cap_waits: self.cap_waits.get(),
+            accept_backoffs: self.accept_backoffs.get(),
+            panics: self.panics.get(),
+            timeouts: std::array::from_fn(|i| (TimeoutKind::LABELS[i], self.timeouts[i].get())),
+            outcomes: std::array::from_fn(|i| (Outcome::ALL[i], self.outcomes[i].get())),
         }
     }
 }
@@ -130,23 +161,123 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// One service on one shard, as read by [`Monitor::snapshot`]. Counters
+/// only grow; `open` is a gauge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceFigures {
+    /// The service's name (`echo`, `file`).
+    pub service: String,
+    /// Connections accepted since the start.
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections that ended with an error or a panic (a reset).
+    pub failed: u64,
+    /// Bytes received from clients.
+    pub bytes_in: u64,
+    /// Bytes sent to clients (file bytes included).
+    pub bytes_out: u64,
+    /// Times the shard was at `--max-conns` and the next connection waited.
+    pub cap_waits: u64,
+    /// Times accepting paused after running out of descriptors or memory.
+    pub accept_backoffs: u64,
+    /// Connection handlers that panicked (each ended alone).
+    pub panics: u64,
+    /// Time limits hit, by kind: `idle`, `request`, `write`.
+    pub timeouts: [(&'static str, u64); 3],
+    /// Requests by outcome (protocols that record them: the file server).
+    pub outcomes: [(Outcome, u64); Outcome::ALL.len()],
+}
+
+/// One shard's completion ring (all zero on the epoll backend).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RingFigures {
+    /// `io_uring_enter` calls.
+    pub enters: u64,
+    /// Completions reaped.
+    pub completions: u64,
+    /// Receives that found every provided buffer in use.
+    pub no_buffers: u64,
+    /// Times the completion queue overflowed.
+    pub cq_overflows: u64,
+    /// Operations in flight now.
+    pub in_flight: u64,
+    /// Pipes held for splicing now.
+    pub pipes: u64,
+}
+
+/// One shard's figures, as read by [`Monitor::snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardFigures {
+    /// The shard's number (0..).
+    pub shard: usize,
+    /// Its ring, as of its last heartbeat.
+    pub ring: RingFigures,
+    /// One per service, in the order they were added.
+    pub services: Vec<ServiceFigures>,
+}
+
+/// Every figure of every shard at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Since the server started.
+    pub uptime: Duration,
+    pub shards: Vec<ShardFigures>,
+}
+
 /// Reads every shard's figures. Cheap to clone; send it to any thread.
 #[derive(Debug, Clone)]
 pub struct Monitor {
     started: Instant,
+    names: Arc<[String]>,
     shards: Arc<[Arc<ShardStats>]>,
 }
 
 impl Monitor {
-    pub(crate) fn new(shards: usize, services: usize) -> Monitor {
+    /// Figures for `shards` shards, each serving the services `names`.
+    pub(crate) fn new(shards: usize, names: Vec<String>) -> Monitor {
         Monitor {
             started: Instant::now(),
             shards: (0..shards)
                 .map(|_| {
                     Arc::new(ShardStats {
-                        services: (0..services).map(|_| Arc::default()).collect(),
+                        services: names.iter().map(|_| Arc::default()).collect(),
                         ..ShardStats::default()
                     })
+                })
+                .collect(),
+            names: names.into(),
+        }
+    }
+
+    /// Every shard's figures now, per service.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            uptime: self.started.elapsed(),
+            shards: self
+                .shards
+                .iter()
+                .enumerate()
+                .map(|(shard, s)| ShardFigures {
+                    shard,
+                    ring: RingFigures {
+                        enters: s.ring.enters.get(),
+                        completions: s.ring.completions.get(),
+                        no_buffers: s.ring.no_buffers.get(),
+                        cq_overflows: s.ring.cq_overflows.get(),
+                        in_flight: s.ring.in_flight.get(),
+                        pipes: s.ring.pipes.get(),
+                    },
+                    services: s
+                        .services
+                        .iter()
+                        .zip(self.names.iter())
+                        .map(|(svc, name)| svc.figures(name))
+                        .collect(),
                 })
                 .collect(),
         }
@@ -190,7 +321,7 @@ mod tests {
 
     #[test]
     fn sums_shards_and_services_and_spots_a_silent_shard() {
-        let m = Monitor::new(2, 2);
+        let m = Monitor::new(2, vec!["a".into(), "b".into()]);
         m.shard(0).services[0].connection_opened();
         m.shard(1).services[1].connection_opened();
         m.shard(1).services[1].connection_closed(true);
@@ -208,5 +339,24 @@ mod tests {
         assert_eq!(m.stalled(Duration::from_millis(20)), None);
         m.shard(1).mark_exited();
         assert_eq!(m.stalled(Duration::from_secs(10)), Some(1));
+    }
+
+    #[test]
+    fn a_snapshot_names_every_shard_and_service() {
+        let m = Monitor::new(2, vec!["echo".into(), "file".into()]);
+        m.shard(1).services[1].outcomes[Outcome::NotFound.index()].add(3);
+        m.shard(1).services[1].timed_out(TimeoutKind::Write(Duration::ZERO));
+        m.shard(0).ring.enters.set(9);
+        let s = m.snapshot();
+        assert_eq!(s.shards.len(), 2);
+        assert_eq!(s.shards[0].ring.enters, 9);
+        let file = &s.shards[1].services[1];
+        assert_eq!(file.service, "file");
+        assert_eq!(
+            file.outcomes[Outcome::NotFound.index()],
+            (Outcome::NotFound, 3)
+        );
+        assert_eq!(file.timeouts, [("idle", 0), ("request", 0), ("write", 1)]);
+        assert_eq!(s.shards[0].services[0].service, "echo");
     }
 }

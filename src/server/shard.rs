@@ -155,6 +155,9 @@ async fn accept_loop<R: Runtime>(
     let mut backoff = Backoff::new();
     loop {
         // Wait for room before accepting: connection N+1 waits in the backlog.
+        if shard.admit.available_permits() == 0 {
+            service.stats.cap_waits.add(1);
+        }
         let Ok(permit) = shard.admit.clone().acquire_owned().await else {
             return; // closed: the shard is stopping
         };
@@ -164,6 +167,7 @@ async fn accept_loop<R: Runtime>(
                 let pause = backoff.on_error(&service.name, &e);
                 drop(permit);
                 if !pause.is_zero() {
+                    service.stats.accept_backoffs.add(1);
                     shard.rt.sleep(pause).await;
                 }
                 continue;

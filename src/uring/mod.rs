@@ -77,10 +77,20 @@ impl Runtime for Uring {
             .io_memory(io_memory)
             .preempt_timer(PREEMPT)
             .make()
-            .map_err(|e| format!("cannot start the executor on CPU {}: {e}", config.cpu))?;
+            .map_err(|e| {
+                format!(
+                    "cannot start the executor on CPU {}: {}",
+                    config.cpu,
+                    memlock::explain(&io::Error::from(e), config.shards)
+                )
+            })?;
         executor.run(async move {
-            let ring = Ring::new(RING_ENTRIES)
-                .map_err(|e| format!("cannot set up the completion ring: {e}"))?;
+            let ring = Ring::new(RING_ENTRIES).map_err(|e| {
+                format!(
+                    "cannot set up the completion ring: {}",
+                    memlock::explain(&e, config.shards)
+                )
+            })?;
             let rt = Rc::new(Uring {
                 ring: ring.clone(),
                 pipes: PipePool::for_shard(config.shards),
