@@ -18,6 +18,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
@@ -119,17 +120,44 @@ impl Root {
         &self,
         request: &[u8],
     ) -> Option<Result<RegularFile, OpenError>> {
+        /// The kernel refused RESOLVE_CACHED once (before 5.12): never again.
+        static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
         let relative = match relative_path(request) {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
+        if UNSUPPORTED.load(Ordering::Relaxed) {
+            return None;
+        }
         match self.openat2(relative, RESOLVE.union(ResolveFlags::CACHED)) {
             Ok(fd) => Some(finish_open(fd)),
-            // EAGAIN: not all in the caches (or a rename raced: the slow
-            // path retries); EINVAL: a kernel before 5.12.
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INVAL) => None,
+            // Not all in the caches (or a rename raced: the slow path retries).
+            Err(rustix::io::Errno::AGAIN) => None,
+            Err(rustix::io::Errno::INVAL) => {
+                UNSUPPORTED.store(true, Ordering::Relaxed);
+                None
+            }
             Err(e) => Some(Err(open_error(e))),
         }
+    }
+
+    /// Whether this kernel resolves paths with `RESOLVE_CACHED` (5.12+).
+    pub(crate) fn resolve_cached_supported() -> bool {
+        let Ok(dir) = rustix::fs::open(".", OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        else {
+            return false;
+        };
+        // EINVAL is the one answer that means the flag is unknown.
+        !matches!(
+            rustix::fs::openat2(
+                &dir,
+                ".",
+                OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::CACHED
+            ),
+            Err(rustix::io::Errno::INVAL)
+        )
     }
 
     /// `openat2` of `relative` beneath the root with [`OPEN_FLAGS`].

@@ -11,6 +11,9 @@ use std::io;
 
 use io_uring::{IoUring, Probe, opcode};
 
+/// The least RLIMIT_MEMLOCK glommio 0.9 builds an executor under.
+const GLOMMIO_MEMLOCK_MIN: u64 = 512 << 10;
+
 /// Opcodes ringlet uses or will use, by name.
 const OPCODES: &[(&str, u8)] = &[
     ("ACCEPT", opcode::Accept::CODE),
@@ -112,11 +115,34 @@ impl Report {
 
     /// Can the uring backend start in this process?
     pub fn uring_ok(&self) -> bool {
-        self.setup.is_ok()
+        self.setup.is_ok() && self.memlock_too_low().is_none()
+    }
+
+    /// glommio refuses to build an executor when RLIMIT_MEMLOCK is below
+    /// its minimum; the start raises the soft limit up to the hard one
+    /// (root may raise both). Says why when neither can reach it.
+    fn memlock_too_low(&self) -> Option<String> {
+        let (soft, hard) = self.memlock;
+        let min = GLOMMIO_MEMLOCK_MIN;
+        let reachable = soft.is_none_or(|s| s >= min)
+            || hard.is_none_or(|h| h >= min)
+            || rustix::process::geteuid().is_root();
+        (!reachable).then(|| {
+            format!(
+                "RLIMIT_MEMLOCK is {} KiB (hard limit {} KiB) and glommio needs at least {} KiB: \
+                 raise it (ulimit -l, LimitMEMLOCK=), or use --backend epoll",
+                soft.unwrap_or(0) >> 10,
+                hard.unwrap_or(0) >> 10,
+                min >> 10
+            )
+        })
     }
 
     /// Why the uring backend cannot start, in one sentence; `None` if it can.
     pub fn why_not(&self) -> Option<String> {
+        if let Some(why) = self.memlock_too_low() {
+            return Some(format!("the uring backend cannot start here: {why}"));
+        }
         let e = self.setup.as_ref().err()?;
         let disabled = self.io_uring_disabled.as_deref();
         let filtered = self.seccomp.as_deref() == Some("2");
@@ -199,6 +225,81 @@ fn kib(v: Option<u64>) -> String {
     v.map_or("unlimited".into(), |b| format!("{} KiB", b >> 10))
 }
 
+impl Report {
+    /// Which path each of ringlet's features takes on this kernel, one line
+    /// each: what the uring backend does here, and what it falls back to.
+    fn paths(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ring = self.ring.unwrap_or_default();
+        let at_least = |v: (u32, u32)| self.version.is_some_and(|k| k >= v);
+        let mut flags = Vec::new();
+        if ring.single_issuer {
+            flags.push("SINGLE_ISSUER");
+        }
+        if ring.coop_taskrun {
+            flags.push("COOP_TASKRUN+TASKRUN_FLAG");
+        }
+        let lines = [
+            (
+                "ring setup",
+                if flags.is_empty() {
+                    "no setup flags (SINGLE_ISSUER needs 6.0, COOP_TASKRUN 5.19)".to_string()
+                } else {
+                    flags.join(" + ")
+                },
+            ),
+            (
+                "accept",
+                if at_least((5, 19)) {
+                    "multishot ACCEPT, one armed per listener".to_string()
+                } else {
+                    "single-shot ACCEPT (multishot needs 5.19)".to_string()
+                },
+            ),
+            (
+                "receive",
+                if self.buffer_ring {
+                    format!(
+                        "RECV into a provided-buffer ring ({} x {} KiB per shard) while a connection's buffer is empty",
+                        crate::ring::RECV_BUFFERS,
+                        crate::ring::RECV_BUFFER_SIZE / 1024
+                    )
+                } else {
+                    "RECV into each connection's own buffer (buffer rings need 5.19)".to_string()
+                },
+            ),
+            (
+                "timeouts",
+                "deadlines swept by the shard's heartbeat (100 ms); sleeps are ring TIMEOUTs"
+                    .to_string(),
+            ),
+            (
+                "file open",
+                if crate::fs::Root::resolve_cached_supported() {
+                    "OPENAT2 beneath the root, a direct RESOLVE_CACHED open first".to_string()
+                } else {
+                    "OPENAT2 beneath the root on the ring (RESOLVE_CACHED needs 5.12)".to_string()
+                },
+            ),
+            (
+                "file send",
+                "READ+SEND up to 64 KiB; larger: SPLICE file->pipe->socket (256 KiB pipes, 1 MiB \
+                 for big files; READ+SEND when out of pipes)"
+                    .to_string(),
+            ),
+            (
+                "idle shard",
+                "sleeps in one io_uring_enter on its own ring (no eventfd, no glommio reactor)"
+                    .to_string(),
+            ),
+        ];
+        writeln!(f, "paths taken here:")?;
+        for (what, how) in lines {
+            writeln!(f, "  {:<18} {how}", format!("{what}:"))?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "kernel:              {}", self.kernel)?;
@@ -253,46 +354,13 @@ impl fmt::Display for Report {
             writeln!(f, "buffer rings:        {}", yes(self.buffer_ring))?;
         }
         if self.uring_ok() {
-            let ring = self.ring.unwrap_or_default();
-            let mut flags = Vec::new();
-            if ring.single_issuer {
-                flags.push("SINGLE_ISSUER");
-            }
-            if ring.coop_taskrun {
-                flags.push("COOP_TASKRUN+TASKRUN_FLAG");
-            }
-            let multishot = self.version.is_some_and(|v| v >= (5, 19));
-            writeln!(
-                f,
-                "ringlet uses:        a ring per shard with {}; {} accept; RECV {} and SEND, each with LINK_TIMEOUT; \
-                 OPENAT2 beneath the root (a direct RESOLVE_CACHED open first); files up to 64 KiB by READ+SEND, larger ones \
-                 SPLICE file->pipe->socket (pipes of 256 KiB, 1 MiB for big files; READ+SEND when out of pipes); eventfd to glommio",
-                if flags.is_empty() {
-                    "no setup flags".to_string()
-                } else {
-                    flags.join(" + ")
-                },
-                if multishot {
-                    "multishot"
-                } else {
-                    "single-shot"
-                },
-                if self.buffer_ring {
-                    format!(
-                        "into a provided-buffer ring ({} x {} KiB per shard) while a connection's buffer is empty",
-                        crate::ring::RECV_BUFFERS,
-                        crate::ring::RECV_BUFFER_SIZE / 1024
-                    )
-                } else {
-                    "into each connection's own buffer".to_string()
-                }
-            )?;
+            self.paths(f)?;
         }
         let (soft, hard) = self.memlock;
         writeln!(
             f,
-            "RLIMIT_MEMLOCK:      soft {} hard {} (glommio wants 10240 KiB per shard for registered buffers; \
-             a shard gets less, with a warning, when it is lower)",
+            "RLIMIT_MEMLOCK:      soft {} hard {} (kernels before 5.12 charge io_uring rings to it: \
+             about 1024 KiB per shard, raised at start where the hard limit allows)",
             kib(soft),
             kib(hard)
         )?;

@@ -351,7 +351,14 @@ fn more_streams_than_pipes_all_arrive_exact_within_the_pipe_budget() {
     // Larger than a socket send buffer grows (4 MiB), so streams stall.
     let data = pattern(6 << 20, 77);
     std::fs::write(dir.path().join("big"), &data).unwrap();
-    let server = serve_root("uring", dir.path(), &["--cores", "1"]);
+    // Streams wait their turn to be read, one after another: on a slow
+    // machine (the kernel matrix's emulated VM) longer than the default
+    // write timeout, which is not what this test is about.
+    let server = serve_root(
+        "uring",
+        dir.path(),
+        &["--cores", "1", "--write-timeout", "600"],
+    );
     // Small receive windows, so that every stream stalls on its client and
     // holds whatever the server gave it.
     let mut conns: Vec<std::net::TcpStream> = (0..n)
@@ -379,7 +386,7 @@ fn more_streams_than_pipes_all_arrive_exact_within_the_pipe_budget() {
     );
     for (i, s) in conns.iter_mut().enumerate() {
         let got = read_to_close(s);
-        assert_eq!(got.len(), data.len(), "stream {i}");
+        assert_eq!(got.len(), data.len(), "stream {i} of {n}");
         assert!(got == data, "stream {i}: bytes differ");
     }
 }

@@ -78,14 +78,43 @@ fn probe_says_uring_works_here() {
     let out = ringlet(&["probe"], false);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
+    // What each feature does depends on the kernel (the kernel matrix runs
+    // this on 5.10 too).
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let version: (u32, u32) = (
+        parts.next().and_then(|p| p.parse().ok()).unwrap(),
+        parts.next().and_then(|p| p.parse().ok()).unwrap(),
+    );
+    let new = version >= (5, 19);
     for needle in [
         "kernel:",
         "io_uring_setup:      allowed",
         "ACCEPT=yes",
         "SPLICE=",
         "SINGLE_ISSUER=",
-        "buffer rings:        yes",
-        "RECV into a provided-buffer ring",
+        if new {
+            "buffer rings:        yes"
+        } else {
+            "buffer rings:        no"
+        },
+        if new {
+            "receive:           RECV into a provided-buffer ring"
+        } else {
+            "receive:           RECV into each connection's own buffer (buffer rings need 5.19)"
+        },
+        if new {
+            "accept:            multishot ACCEPT"
+        } else {
+            "accept:            single-shot ACCEPT (multishot needs 5.19)"
+        },
+        // RESOLVE_CACHED is 5.12's, but 5.10 LTS kernels carry it too (with
+        // their io_uring backport): the probe asks the kernel, not the version.
+        "file open:         OPENAT2 beneath the root",
+        "idle shard:        sleeps in one io_uring_enter on its own ring",
         "RLIMIT_MEMLOCK:",
         "CPUs allowed:",
         "verdict:             the uring backend can start",
@@ -145,4 +174,70 @@ fn serve_auto_falls_back_to_epoll_and_says_why() {
 fn serve_auto_uses_uring_where_it_works() {
     let server = Ringlet::serve("auto", &["--file", "off"]);
     server.wait_for_log(&["echo listening", "uring backend"]);
+}
+
+/// Run `cmd` as `nobody` with RLIMIT_MEMLOCK at 256 KiB, soft and hard: an
+/// unprivileged user on a kernel before 5.16 (whose default is 64 KiB).
+fn low_memlock_unprivileged(cmd: &mut Command) {
+    // SAFETY: setrlimit, setgid and setuid are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 256 << 10,
+                rlim_max: 256 << 10,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// glommio will not build an executor under 512 KiB of locked memory. Where
+/// the limit cannot be raised, `probe` and `serve --backend uring` say so
+/// and what to raise, and `auto` serves on epoll instead of failing.
+#[test]
+fn a_memlock_limit_too_low_for_glommio_is_explained_and_auto_falls_back() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to run ringlet as another user");
+        return;
+    }
+    let mut probe = Command::new(env!("CARGO_BIN_EXE_ringlet"));
+    probe.arg("probe");
+    low_memlock_unprivileged(&mut probe);
+    let out = probe.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("RLIMIT_MEMLOCK is 256 KiB"), "{text}");
+
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_ringlet"));
+    serve.args([
+        "serve",
+        "--backend",
+        "uring",
+        "--echo",
+        "127.0.0.1:0",
+        "--file",
+        "off",
+    ]);
+    low_memlock_unprivileged(&mut serve);
+    let out = serve.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("glommio needs at least 512 KiB"), "{err}");
+    assert!(err.contains("ulimit -l"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let server = Ringlet::serve_with("auto", &["--file", "off"], low_memlock_unprivileged);
+    server.wait_for_log(&[
+        "RLIMIT_MEMLOCK is 256 KiB",
+        "falling back to the epoll backend",
+    ]);
+    let mut s = connect(server.echo());
+    s.write_all(b"served\n").unwrap();
+    assert_eq!(read_exact(&mut s, 7), b"served\n");
 }
