@@ -22,11 +22,16 @@
 #                   a single-threaded C epoll echo server (echo cases; compare
 #                   on one server core)
 #   --only REGEX    run only the cases whose name matches REGEX (grep -E)
+#   --http          also the HTTP cases: ringlet-uring, ringlet-epoll and
+#                   nginx (Debian's package, configured here with sendfile on,
+#                   one worker per server CPU), measured by wrk: 4 KiB,
+#                   64 KiB, 1 MiB, the big file warm, and 4 KiB beside 4 cold
+#                   streams; the table then also compares against nginx
 #   --out DIR       where results go (default bench-results/DATE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 rounds="" duration="" out="" extra=() c_echo=0 only=""
+quick=0 rounds="" duration="" out="" extra=() c_echo=0 only="" http=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -36,7 +41,8 @@ while [ $# -gt 0 ]; do
     --c-echo) c_echo=1 ;;
     --out) out="$2"; shift ;;
     --only) only="$2"; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --http) http=1 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -68,6 +74,7 @@ clk=$(getconf CLK_TCK)
 data=$(mktemp -d "${TMPDIR:-/var/tmp}/ringlet-bench.XXXXXX")
 big_mib=$([ "$quick" = 1 ] && echo 128 || echo 1024)
 head -c 4096 /dev/urandom > "$data/small.bin"
+head -c 65536 /dev/urandom > "$data/medium.bin"
 head -c $(( 1 << 20 )) /dev/urandom > "$data/mid.bin"
 head -c $(( big_mib << 20 )) /dev/urandom > "$data/big.bin"
 head -c $(( 256 << 20 )) /dev/urandom > "$data/cold.bin"
@@ -88,9 +95,13 @@ wait_port() {
 # and a second instance serving the article's plain file protocol: its pid
 # and port ("" when none).
 names=() spids=() eports=() fports=() ppids=() pports=()
+# HTTP servers: name, pid, port.
+hnames=() hpids=() hports=()
 start_ringlet() { # NAME BACKEND ECHO_PORT FILE_PORT PLAIN_PORT
+  local http_args=()
+  if [ "$http" = 1 ]; then http_args=(--http "127.0.0.1:$(( $3 + 3 ))"); fi
   taskset -c "$server_cpus" "$bin" serve --backend "$2" --cores "$half" \
-    --echo "127.0.0.1:$3" --file "127.0.0.1:$4" --file-header --root "$data" \
+    --echo "127.0.0.1:$3" --file "127.0.0.1:$4" --file-header --root "$data" "${http_args[@]}" \
     2> "$out/server-$1.log" &
   local pid=$!; pids+=("$pid")
   taskset -c "$server_cpus" "$bin" serve --backend "$2" --cores "$half" \
@@ -99,9 +110,46 @@ start_ringlet() { # NAME BACKEND ECHO_PORT FILE_PORT PLAIN_PORT
   local plain=$!; pids+=("$plain")
   wait_port "$3"; wait_port "$4"; wait_port "$5"
   names+=("$1"); spids+=("$pid"); eports+=("$3"); fports+=("$4"); ppids+=("$plain"); pports+=("$5")
+  if [ "$http" = 1 ]; then
+    wait_port $(( $3 + 3 ))
+    hnames+=("$1"); hpids+=("$pid"); hports+=($(( $3 + 3 )))
+  fi
 }
 start_ringlet uring uring 17100 17101 17102
 start_ringlet epoll epoll 17200 17201 17202
+if [ "$http" = 1 ]; then
+  chmod 755 "$data"   # nginx's workers run as nobody
+  for t in nginx wrk; do
+    command -v "$t" > /dev/null || { echo "--http needs $t: apt-get install nginx wrk" >&2; exit 1; }
+  done
+  mkdir -p "$out/nginx"
+  cat > "$out/nginx/nginx.conf" <<NGINX
+worker_processes $half;
+daemon off;
+pid $out/nginx/nginx.pid;
+error_log $out/nginx/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 10000000;
+  keepalive_timeout 60s;
+  default_type application/octet-stream;
+  client_body_temp_path $out/nginx/tmp;
+  proxy_temp_path $out/nginx/tmp;
+  fastcgi_temp_path $out/nginx/tmp;
+  uwsgi_temp_path $out/nginx/tmp;
+  scgi_temp_path $out/nginx/tmp;
+  server { listen 127.0.0.1:17500 reuseport; root $data; }
+}
+NGINX
+  taskset -c "$server_cpus" nginx -c "$out/nginx/nginx.conf" -e "$out/nginx/error.log" 2> "$out/server-nginx.log" &
+  pid=$!; pids+=("$pid")
+  wait_port 17500
+  hnames+=(nginx); hpids+=("$pid"); hports+=(17500)
+fi
+
 port=17300
 for spec in "${extra[@]}"; do
   name=${spec%%=*}; cmd=${spec#*=}
@@ -113,7 +161,57 @@ for spec in "${extra[@]}"; do
   port=$(( port + 1 ))
 done
 
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# CPU ticks of a server and its children (nginx's workers).
+cpu_ticks() {
+  local p t=0
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+    t=$(( t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') ))
+  done
+  echo "$t"
+}
+
+# wrk's report as one JSON outcome like ringlet bench's (latencies in µs;
+# errors: socket errors plus non-2xx/3xx answers).
+wrk_json() { # DURATION CONNS URL
+  taskset -c "$client_cpus" wrk -t "$client_threads" -c "$2" -d "${1}s" --latency "$3" | awk -v d="$1" -v c="$2" -v url="$3" '
+    function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1000000; return v }
+    function mb(v) { if (v ~ /GB$/) return v * 1024; if (v ~ /MB$/) return v + 0; if (v ~ /KB$/) return v / 1024; return v / 1048576 }
+    /^ +50%/ { p50 = us($2) } /^ +99%/ { p99 = us($2) }
+    /^ +Latency / { max = us($4) }
+    / requests in / { n = $1 }
+    /Socket errors:/ { gsub(",", ""); err += $4 + $6 + $8 + $10 }
+    /Non-2xx or 3xx responses:/ { err += $5 }
+    /^Requests\/sec:/ { rps = $2 } /^Transfer\/sec:/ { tput = mb($2) }
+    END { printf "{\"kind\":\"http\",\"config\":{\"url\":\"%s\",\"conns\":%d,\"client\":\"wrk\"},\"seconds\":%s,\"messages\":%d,\"bytes\":0,\"per_second\":%s,\"mb_per_second\":%s,\"latency_us\":{\"p50\":%d,\"p99\":%d,\"p999\":%d,\"max\":%d},\"errors\":%d,\"error_samples\":[]}\n", url, c, d, n, rps + 0, tput + 0, p50, p99, p99, max, err + 0 }'
+}
+
+# run_http_case NAME PATH CONNS [cold] — every HTTP server in turn, by wrk.
+run_http_case() {
+  local case=$1 path=$2 conns=$3 cold=${4:-}
+  if [ -n "$only" ] && ! grep -qE "$only" <<< "$case"; then return 0; fi
+  for i in "${!hnames[@]}"; do
+    local name=${hnames[$i]} pid=${hpids[$i]} p=${hports[$i]}
+    local before after result streamers=()
+    if [ -n "$cold" ]; then
+      for _ in 1 2 3 4; do
+        ( end=$(( $(date +%s) + duration + 1 ))
+          while [ "$(date +%s)" -lt "$end" ]; do
+            dd if="$data/cold.bin" iflag=nocache count=0 status=none
+            curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$p/cold.bin" || true
+          done ) &
+        streamers+=($!)
+      done
+    fi
+    before=$(cpu_ticks "$pid")
+    result=$(wrk_json "$duration" "$conns" "http://127.0.0.1:$p$path")
+    after=$(cpu_ticks "$pid")
+    for s in "${streamers[@]}"; do wait "$s" || true; done
+    local cpu; cpu=$(awk -v t=$(( after - before )) -v c="$clk" 'BEGIN { printf "%.4f", t / c }')
+    printf '{"case":"%s","server":"%s","round":%d,"server_cpu_s":%s,"outcome":%s}\n' \
+      "$case" "$name" "$round" "$cpu" "$result" >> "$raw"
+    echo "   $case / $name: $(echo "$result" | sed 's/.*"per_second":\([0-9.]*\).*"p99":\([0-9]*\).*"errors":\([0-9]*\).*/\1 per s, p99 \2 us, errors \3/'), server CPU ${cpu}s" >&2
+  done
+}
 
 bench() { taskset -c "$client_cpus" "$bin" bench "$@" --threads "$client_threads" --pin --duration "$duration" --json; }
 
@@ -172,14 +270,29 @@ for round in $(seq 0 $(( rounds - 1 ))); do
   cat "$data/big.bin" > /dev/null   # warm
   run_case "file ${big_mib} MiB warm, 1 stream" file file --addr '127.0.0.1:{F}' --path /big.bin --expect "$data/big.bin" --conns 1
   run_case "echo 64 B at 2k msg/s beside 4 cold file streams" mixed echo --addr '127.0.0.1:{E}' --conns 10 --size 64 --rate 2000
+  if [ "$http" = 1 ]; then
+    run_http_case "http 4 KiB, 100 conns (wrk)" /small.bin 100
+    run_http_case "http 64 KiB, 100 conns (wrk)" /medium.bin 100
+    run_http_case "http 1 MiB, 10 conns (wrk)" /mid.bin 10
+    cat "$data/big.bin" > /dev/null   # warm
+    run_http_case "http ${big_mib} MiB warm, 1 conn (wrk)" /big.bin 1
+    run_http_case "http 4 KiB, 10 conns beside 4 cold streams (wrk)" /small.bin 10 cold
+  fi
 done
 echo "== done in $(( $(date +%s) - started )) s" >&2
 
 {
-  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) --rounds $rounds --duration $duration"
+  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$http" = 1 ] && echo --http) --rounds $rounds --duration $duration"
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r); server on CPUs $server_cpus, client on $client_cpus"
   echo
   "$bin" bench report "$raw" --chart "$out/chart.svg"
+  if [ "$http" = 1 ]; then
+    echo
+    echo "HTTP against nginx (the same runs):"
+    echo
+    grep '"case":"http ' "$raw" > "$out/http.jsonl"
+    "$bin" bench report "$out/http.jsonl" --baseline nginx
+  fi
 } > "$out/table.md"
 cat "$out/table.md"
 echo "raw results: $raw; table: $out/table.md; chart: $out/chart.svg" >&2

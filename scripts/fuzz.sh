@@ -1,26 +1,44 @@
 #!/usr/bin/env bash
 # fuzz.sh — fuzz request framing and root confinement for a bounded time.
 #
-# Usage: scripts/fuzz.sh [--seconds N]   (default 300)
+# Usage: scripts/fuzz.sh [--seconds N] [--target request_path|http_head]
+#   request_path  the file protocol's framing and Root::open_file (default)
+#   http_head     the HTTP request head parser, ranges, and the paths it yields
 # Installs cargo-fuzz if missing. The machine's stable toolchain is enough:
 # RUSTC_BOOTSTRAP lets it take the sanitizer flags cargo-fuzz passes.
-# Findings (crashing inputs) land in fuzz/artifacts/request_path/.
+# Findings (crashing inputs) land in fuzz/artifacts/TARGET/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=300
+seconds=300 target=request_path
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --target) target="$2"; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
 done
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-mkdir -p fuzz/corpus/request_path
-# Seeds: ordinary requests and known escape shapes.
-for s in 'a/b/f' '/a/b/f' 'in' 'out' '../outside/secret' 'proc/etc/passwd' 'a/up/secret' '//a//b/./f'; do
-  printf '%s\0' "$s" > "fuzz/corpus/request_path/seed-$(printf '%s' "$s" | md5sum | cut -c1-8)"
-done
-RUSTC_BOOTSTRAP=1 cargo fuzz run request_path fuzz/corpus/request_path -- \
-  -max_total_time="$seconds" -max_len=4200 -print_final_stats=1
+corpus=fuzz/corpus/$target
+mkdir -p "$corpus"
+seed() { printf '%b' "$1" > "$corpus/seed-$(printf '%s' "$1" | md5sum | cut -c1-8)"; }
+case "$target" in
+  request_path)
+    # Ordinary requests and known escape shapes.
+    for s in 'a/b/f' '/a/b/f' 'in' 'out' '../outside/secret' 'proc/etc/passwd' 'a/up/secret' '//a//b/./f'; do
+      seed "$s\\0"
+    done
+    max_len=4200 ;;
+  http_head)
+    for s in 'GET /a/f HTTP/1.1\r\nHost: x\r\n\r\n' \
+             'HEAD /%2e%2e/outside/secret HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n' \
+             'GET /out HTTP/1.0\r\nConnection: keep-alive\r\nIf-None-Match: "a", W/"b"\r\n\r\n' \
+             'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n'; do
+      seed "$s"
+    done
+    max_len=8400 ;;
+  *) echo "unknown target: $target" >&2; exit 2 ;;
+esac
+RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" -- \
+  -max_total_time="$seconds" -max_len="$max_len" -print_final_stats=1

@@ -24,7 +24,7 @@
 #   --tests     integration test files to run (default: probe article echo file
 #               escape isolation limits faults close crossing). Not run, and
 #               said so: systemd, units, watchdog (they need systemd's tools),
-#               metrics (curl), bench/props/cli (long or host-bound).
+#               metrics and http (curl), bench/props/cli (long or host-bound).
 #   --timeout   per boot (default 1500 s); a VM that does not power off fails
 #   --accel     qemu accelerator (default tcg: nested KVM fails on many hosts)
 #   --table     also write the markdown table to FILE
@@ -134,19 +134,9 @@ copy_with_libs "$debug_bin" "$debug_bin"
 copy_with_libs "$root/target/release/ringlet" /bin/ringlet
 copy_with_libs "$work/no-io-uring" /bin/no-io-uring
 for t in $tests; do
-  exe=$(python3 - "$work/tests.json" "$t" <<'EOF'
-import json, sys
-for line in open(sys.argv[1]):
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") \
-            and m["target"]["name"] == sys.argv[2] and "test" in m["target"]["kind"]:
-        print(m["executable"])
-        break
-EOF
-)
+  exe=$(grep -F '"reason":"compiler-artifact"' "$work/tests.json" \
+        | grep -F '"kind":["test"]' | grep -F "\"name\":\"$t\"" \
+        | grep -oE '"executable":"[^"]+"' | head -n 1 | cut -d'"' -f4 || true)
   [ -n "$exe" ] || { echo "no test executable named $t" >&2; exit 2; }
   copy_with_libs "$exe" "/matrix/$t"
 done
@@ -209,7 +199,7 @@ done
     echo
   done
   echo
-  echo "Not run in the VM: systemd, units, watchdog (need systemd's tools), metrics (needs curl),"
+  echo "Not run in the VM: systemd, units, watchdog (need systemd's tools), metrics and http (need curl),"
   echo "bench, props, cli (long or host-bound); they run on the host."
 } | tee "${table:-/dev/null}"
 exit "$failed"

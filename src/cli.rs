@@ -33,11 +33,12 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the echo and file servers until SIGINT or SIGTERM.
+    /// Run the echo and file servers (and, with --http, the HTTP/1.1 one)
+    /// until SIGINT or SIGTERM.
     ///
     /// Under systemd (Type=notify) it reports READY=1, STATUS= and STOPPING=1,
     /// feeds the watchdog while every shard turns, and serves the sockets
-    /// passed by socket activation (FileDescriptorName=echo / file) instead of
+    /// passed by socket activation (FileDescriptorName=echo / file / http) instead of
     /// binding. SIGHUP is logged and ignored.
     ///
     /// One shard (a glommio executor pinned to one CPU, with its own
@@ -230,7 +231,13 @@ pub struct Serve {
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:6001", value_parser = parse_listen)]
     pub file: Listen,
 
-    /// Directory the file server serves. Request paths resolve beneath it as
+    /// Where the HTTP/1.1 static file server listens (GET and HEAD of the
+    /// files beneath --root: keep-alive, ranges, conditional requests,
+    /// index.html for a directory), or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "off", value_parser = parse_listen)]
+    pub http: Listen,
+
+    /// Directory the file and HTTP servers serve. Request paths resolve beneath it as
     /// URL paths do (`/tmp/y` means ROOT/tmp/y); nothing outside it is ever
     /// opened. `--root /` serves the whole filesystem, as the article did.
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -265,7 +272,7 @@ pub struct Serve {
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_positive_seconds)]
     pub idle_timeout: f64,
 
-    /// A file request must arrive whole within this many seconds of its first
+    /// A file request (or an HTTP request head) must arrive whole within this many seconds of its first
     /// byte; a client dripping it slowly (slowloris) is cut off.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_positive_seconds)]
     pub request_timeout: f64,

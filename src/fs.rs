@@ -19,6 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
@@ -30,11 +31,17 @@ pub struct Root {
     path: PathBuf,
 }
 
-/// A regular file opened beneath a [`Root`], with the size it had when opened.
+/// A regular file opened beneath a [`Root`], with the size it had when
+/// opened, and the part of it to send (all of it unless narrowed with
+/// [`RegularFile::range`]).
 #[derive(Debug)]
 pub struct RegularFile {
     fd: OwnedFd,
+    /// Bytes to send, from `start`.
     size: u64,
+    start: u64,
+    modified: SystemTime,
+    inode: u64,
 }
 
 /// Why a request path was refused. Each says what the client got wrong.
@@ -212,9 +219,17 @@ pub(crate) fn finish_open(fd: OwnedFd) -> Result<RegularFile, OpenError> {
         return Err(OpenError::NotRegular(file_type_name(kind)));
     }
     rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(|e| OpenError::Io(e.into()))?;
+    let modified = SystemTime::UNIX_EPOCH
+        + Duration::new(
+            stat.st_mtime.max(0) as u64,
+            (stat.st_mtime_nsec as u32).min(999_999_999),
+        );
     Ok(RegularFile {
         fd,
         size: stat.st_size as u64,
+        start: 0,
+        modified,
+        inode: stat.st_ino,
     })
 }
 
@@ -243,9 +258,35 @@ impl From<OpenError> for io::Error {
 }
 
 impl RegularFile {
-    /// The size the file had when it was opened: the most that will be sent.
+    /// The bytes that will be sent: the size the file had when it was
+    /// opened, or the length of the range it was narrowed to.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Where sending starts: 0 unless narrowed with [`RegularFile::range`].
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Send only `len` bytes from `offset` (relative to what would have
+    /// been sent), clamped to what there is.
+    pub fn range(mut self, offset: u64, len: u64) -> RegularFile {
+        let offset = offset.min(self.size);
+        self.start += offset;
+        self.size = len.min(self.size - offset);
+        self
+    }
+
+    /// Its modification time when it was opened.
+    pub fn modified(&self) -> SystemTime {
+        self.modified
+    }
+
+    /// Its inode number (with the size and modification time, what tells
+    /// one version of a file from another).
+    pub fn inode(&self) -> u64 {
+        self.inode
     }
 
     /// Give up the descriptor, for a backend that takes ownership of it.

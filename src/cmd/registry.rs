@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ringlet::proto::echo::{Echo, EchoMode};
 use ringlet::proto::file::FileServer;
+use ringlet::proto::http::HttpServer;
 use ringlet::{Protocol, Root, ServerBuilder};
 
 use crate::cli::{EchoModeArg, Listen, Serve};
@@ -51,6 +52,15 @@ pub const PROTOCOLS: &[Entry] = &[
             format!("root {}, {framing}", root.display())
         },
     },
+    Entry {
+        name: "http",
+        listen: |a| a.http,
+        add: |b, a, on| Ok(add(b, "http", on, http(a)?)),
+        describe: |a| {
+            let root = a.root.canonicalize().unwrap_or_else(|_| a.root.clone());
+            format!("root {}, HTTP/1.1", root.display())
+        },
+    },
 ];
 
 /// Every protocol's name, in order.
@@ -83,6 +93,11 @@ fn file(a: &Serve) -> anyhow::Result<FileServer> {
     Ok(FileServer::new(root)
         .framed(a.file_header)
         .request_timeout(Duration::from_secs_f64(a.request_timeout)))
+}
+
+fn http(a: &Serve) -> anyhow::Result<HttpServer> {
+    let root = Root::open(&a.root).context("--root")?;
+    Ok(HttpServer::new(root).request_timeout(Duration::from_secs_f64(a.request_timeout)))
 }
 
 fn mode_name(mode: EchoModeArg) -> &'static str {

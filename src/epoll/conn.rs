@@ -103,10 +103,11 @@ impl Connection for EpollConn {
     }
 
     async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
-        let size = file.size();
-        let mut offset = 0u64;
-        while offset < size {
-            let want = (size - offset).min(SENDFILE_CHUNK as u64) as usize;
+        let (start, size) = (file.start(), file.size());
+        let end = start + size;
+        let mut offset = start;
+        while offset < end {
+            let want = (end - offset).min(SENDFILE_CHUNK as u64) as usize;
             self.writable().await?;
             let sent = self.stream.try_io(Interest::WRITABLE, || {
                 rustix::fs::sendfile(&self.stream, &file, Some(&mut offset), want)
@@ -119,7 +120,7 @@ impl Connection for EpollConn {
                 Err(e) => return Err(e),
             }
         }
-        Ok(offset)
+        Ok(offset - start)
     }
 
     fn set_read_deadline(&mut self, deadline: Option<Instant>) {

@@ -11,6 +11,7 @@ use crate::io::Connection;
 
 pub mod echo;
 pub mod file;
+pub mod http;
 pub mod request;
 
 /// What a server says on each connection of one listener.

@@ -1,8 +1,9 @@
-//! File-request framing: a path, then a NUL byte.
+//! Reading one request off a connection, whatever its framing, within a
+//! time limit ([`read_until`]); and the file protocol's framing: a path,
+//! then a NUL byte.
 //!
-//! Pure parsing plus the loop that reads one request from a connection. A
-//! request that has no NUL within [`MAX_REQUEST`] bytes is refused; this
-//! module never reads more than that before deciding.
+//! A file request that has no NUL within [`MAX_REQUEST`] bytes is refused;
+//! this module never reads more than the buffer holds before deciding.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -39,17 +40,50 @@ pub fn parse(filled: &[u8], full: bool) -> Option<Request> {
 /// Read until `buf` holds one whole request (or the client stops). Bytes
 /// after the NUL stay in `buf`: they are the start of the next request.
 ///
-/// Once a request's first byte is in, the rest must follow within `limit`,
-/// however slowly it is dripped; before that, only the idle timeout applies.
+/// Once the first byte of a request has arrived, the whole of it must arrive
+/// within `limit`, however slowly it is dripped (the read deadline).
 pub async fn read<C: Connection>(
+    conn: &mut C,
+    buf: Buf,
+    limit: Duration,
+) -> (io::Result<Request>, Buf) {
+    let (res, buf) = read_until(conn, buf, limit, parse).await;
+    let req = res.map(|r| match r {
+        Framed::Done(req) => req,
+        Framed::Closed => Request::Closed,
+        Framed::Truncated => Request::Truncated,
+        Framed::TooSlow => Request::TooSlow,
+    });
+    (req, buf)
+}
+
+/// How reading a request of any framing ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Framed<R> {
+    /// `parse` decided: a whole request, or a refusal.
+    Done(R),
+    /// The client closed before sending a byte: a clean end.
+    Closed,
+    /// The client closed in the middle of a request.
+    Truncated,
+    /// The request started but did not arrive whole within the limit.
+    TooSlow,
+}
+
+/// Read into `buf` until `parse(filled, full)` decides (any framing: the
+/// file protocol's NUL, an HTTP head). `parse` returns `None` to read
+/// more; it is told when the buffer is full and must decide then. Once a
+/// request's first byte is in, the rest must come within `limit`.
+pub async fn read_until<C: Connection, R>(
     conn: &mut C,
     mut buf: Buf,
     limit: Duration,
-) -> (io::Result<Request>, Buf) {
+    mut parse: impl FnMut(&[u8], bool) -> Option<R>,
+) -> (io::Result<Framed<R>>, Buf) {
     let mut deadline = None;
     let outcome = loop {
         if let Some(req) = parse(buf.filled(), buf.is_full()) {
-            break Ok(req);
+            break Ok(Framed::Done(req));
         }
         if deadline.is_none() && !buf.is_empty() {
             let at = Instant::now() + limit;
@@ -60,11 +94,11 @@ pub async fn read<C: Connection>(
         buf = b;
         match res {
             Err(e) if e.kind() == io::ErrorKind::TimedOut && deadline.is_some() => {
-                break Ok(Request::TooSlow);
+                break Ok(Framed::TooSlow);
             }
             Err(e) => break Err(e),
-            Ok(0) if buf.is_empty() => break Ok(Request::Closed),
-            Ok(0) => break Ok(Request::Truncated),
+            Ok(0) if buf.is_empty() => break Ok(Framed::Closed),
+            Ok(0) => break Ok(Framed::Truncated),
             Ok(_) => {}
         }
     };

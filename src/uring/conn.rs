@@ -85,9 +85,12 @@ impl RingConn {
         })
     }
 
+    /// Splice `size` bytes of `file` from `start`; also says whether the
+    /// pipe was left empty (fit for reuse).
     async fn splice_file(
         &mut self,
         file: &SharedFd,
+        start: u64,
         size: u64,
         pipe: &Pipe,
     ) -> (io::Result<u64>, bool) {
@@ -96,7 +99,7 @@ impl RingConn {
             let want = (size - off).min(pipe.size() as u64) as u32;
             // File -> pipe -> socket, chained: one round trip per chunk.
             let (into, out) = self.ring.submit_chain(
-                Splice::new(file, Some(off), &pipe.write, want),
+                Splice::new(file, Some(start + off), &pipe.write, want),
                 Splice::new(&pipe.read, None, &self.fd, want),
             );
             let (into, out) = match self
@@ -155,7 +158,7 @@ impl RingConn {
         write_timed_out(self.timeouts.write)
     }
 
-    async fn read_send_file(&mut self, file: &SharedFd, size: u64) -> io::Result<u64> {
+    async fn read_send_file(&mut self, file: &SharedFd, start: u64, size: u64) -> io::Result<u64> {
         let mut off = 0u64;
         // One of two sizes, so that buffers are reused from the pool.
         let mut buf = Buf::with_capacity(if size <= SMALL_FILE {
@@ -165,7 +168,7 @@ impl RingConn {
         });
         while off < size {
             buf.clear();
-            let (n, b) = self.ring.submit(Read::new(file, buf, off)).await;
+            let (n, b) = self.ring.submit(Read::new(file, buf, start + off)).await;
             buf = b;
             let n = n?;
             if n == 0 {
@@ -279,20 +282,20 @@ impl Connection for RingConn {
     }
 
     async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
-        let size = file.size();
+        let (start, size) = (file.start(), file.size());
         let file = SharedFd::new(file.into_fd());
         // The kernel runs every splice on an io-wq thread; a small file read
         // from the page cache and sent both complete inline, with no hop.
         if size <= SMALL_FILE {
-            return self.read_send_file(&file, size).await;
+            return self.read_send_file(&file, start, size).await;
         }
         match self.pipes.take(size) {
             Some(pipe) => {
-                let (res, empty) = self.splice_file(&file, size, &pipe).await;
+                let (res, empty) = self.splice_file(&file, start, size, &pipe).await;
                 self.pipes.give_back(pipe, empty && res.is_ok());
                 res
             }
-            None => self.read_send_file(&file, size).await,
+            None => self.read_send_file(&file, start, size).await,
         }
     }
 

@@ -1,0 +1,59 @@
+//! Fuzz the HTTP request head parser (`proto::http::parse_head`) and what
+//! the server then does with the path: whatever the bytes, parsing never
+//! panics, never claims more head than it was given, refuses with a 4xx/5xx
+//! status, and a path it accepts never opens anything outside the root.
+//! Run with `scripts/fuzz.sh --target http_head`.
+#![no_main]
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use ringlet::Root;
+use ringlet::proto::http::{Head, MAX_HEAD, parse_head, parse_range};
+
+struct Fixture {
+    root: Root,
+    real: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let base = std::env::temp_dir().join(format!("ringlet-fuzz-http-{}", std::process::id()));
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(base.join("outside")).unwrap();
+        std::fs::write(base.join("outside/secret"), "secret").unwrap();
+        std::fs::write(root.join("a/f"), "f").unwrap();
+        let _ = std::os::unix::fs::symlink("../outside/secret", root.join("out"));
+        Fixture {
+            real: root.canonicalize().unwrap(),
+            root: Root::open(&root).unwrap(),
+        }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let fits = &data[..data.len().min(MAX_HEAD)];
+    match parse_head(fits, fits.len() == MAX_HEAD) {
+        None => assert!(fits.len() < MAX_HEAD, "a full buffer must be decided"),
+        Some(Head::Refused(status, _)) => assert!((400..600).contains(&status)),
+        Some(Head::Request(req, len)) => {
+            assert!(len <= fits.len());
+            assert!(req.path.first() == Some(&b'/') && !req.path.contains(&0));
+            if let Some(r) = &req.range {
+                if let Some(Ok((start, n))) = parse_range(r, 1000) {
+                    assert!(n > 0 && start + n <= 1000);
+                }
+            }
+            let f = fixture();
+            if let Ok(file) = f.root.open_file(&req.path) {
+                let fd = file.as_fd().as_raw_fd();
+                let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+                assert!(target.starts_with(&f.real), "opened {target:?} outside {:?}", f.real);
+            }
+        }
+    }
+});
