@@ -66,13 +66,32 @@ pub trait Connection {
         async move { root.open_file(request) }
     }
 
-    /// Stream `file` from its start, at most the size it had when opened.
+    /// Stream `file`: [`RegularFile::size`] bytes from [`RegularFile::start`]
+    /// (the whole file as it was when opened, unless narrowed to a range).
     ///
     /// Returns the bytes sent: fewer than [`RegularFile::size`] means the file
     /// shrank while being sent (nothing past its real end is ever sent). The
     /// backend picks its best way (splice through the ring, read and send,
     /// sendfile) and keeps the memory it uses bounded whatever the size.
     fn send_file(&mut self, file: RegularFile) -> impl Future<Output = io::Result<u64>>;
+
+    /// Send the filled bytes of `head` (a status line, HTTP headers), then
+    /// `file` as [`Connection::send_file`] does, as one stream: a backend
+    /// may carry a small file in the same send as the head. Returns the
+    /// file bytes sent (as `send_file` does), and `head` back for reuse.
+    fn send_file_after(
+        &mut self,
+        head: Buf,
+        file: RegularFile,
+    ) -> impl Future<Output = (io::Result<u64>, Buf)> {
+        async move {
+            let (res, head) = self.write_all(head).await;
+            if let Err(e) = res {
+                return (Err(e), head);
+            }
+            (self.send_file(file).await, head)
+        }
+    }
 
     /// Give the other connections on this core their turn if this one has
     /// had its share. Protocols call it once per message so that a client

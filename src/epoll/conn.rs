@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
 
+use rustix::net::SendFlags;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -121,6 +122,28 @@ impl Connection for EpollConn {
             }
         }
         Ok(offset - start)
+    }
+
+    /// The head goes with MSG_MORE, so it leaves in the same segment as
+    /// the file's first bytes (nginx corks the same way).
+    async fn send_file_after(&mut self, head: Buf, file: RegularFile) -> (io::Result<u64>, Buf) {
+        let mut done = 0;
+        while done < head.len() {
+            let sent = self.stream.try_io(Interest::WRITABLE, || {
+                rustix::net::send(&self.stream, &head.filled()[done..], SendFlags::MORE)
+                    .map_err(io::Error::from)
+            });
+            match sent {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.writable().await {
+                        return (Err(e), head);
+                    }
+                }
+                Err(e) => return (Err(e), head),
+            }
+        }
+        (self.send_file(file).await, head)
     }
 
     fn set_read_deadline(&mut self, deadline: Option<Instant>) {

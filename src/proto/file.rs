@@ -117,9 +117,18 @@ impl Protocol for FileServer {
                 }
             };
             let size = file.size();
-            self.send_status(conn, &mut status, format_args!("OK {size}"))
-                .await?;
-            let sent = conn.send_file(file).await.map_err(|e| {
+            let sent = if self.framed {
+                // The status line and a small file leave in one send.
+                let mut b = std::mem::replace(&mut status, Buf::with_capacity(0));
+                b.clear();
+                b.extend_from_slice(format!("OK {size}\n").as_bytes());
+                let (res, b) = conn.send_file_after(b, file).await;
+                status = b;
+                res
+            } else {
+                conn.send_file(file).await
+            };
+            let sent = sent.map_err(|e| {
                 conn.record(Outcome::Truncated);
                 io::Error::new(e.kind(), format!("sending {}: {e}", DisplayPath(path)))
             })?;

@@ -296,7 +296,8 @@ impl Protocol for HttpServer {
     async fn serve<C: Connection>(&self, conn: &mut C) -> io::Result<()> {
         let peer = conn.peer();
         let mut buf = Buf::with_capacity(MAX_HEAD);
-        let mut out = Buf::with_capacity(1024);
+        // Response heads: a few hundred bytes.
+        let mut out = Buf::with_capacity(2048);
         loop {
             let (res, b) = request::read_until(conn, buf, self.request_timeout, parse_head).await;
             buf = b;
@@ -428,12 +429,22 @@ impl HttpServer {
         }
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let head = self.head(status, req.keep_alive, &fields);
-        self.write(conn, out, &head, b"").await?;
-        if req.method == Method::Head || len == 0 {
-            conn.record(Outcome::Served);
-            return Ok(());
+        if req.method == Method::Head || len == 0 || head.len() > out.capacity() {
+            self.write(conn, out, &head, b"").await?;
+            if req.method == Method::Head || len == 0 {
+                conn.record(Outcome::Served);
+                return Ok(());
+            }
+        } else {
+            out.clear();
+            out.extend_from_slice(&head);
         }
-        let sent = conn.send_file(file).await.map_err(|e| {
+        // The head (unless already sent) and the body in one go: a small
+        // file can leave in the same send as its head.
+        let b = std::mem::replace(out, Buf::with_capacity(0));
+        let (sent, b) = conn.send_file_after(b, file).await;
+        *out = b;
+        let sent = sent.map_err(|e| {
             conn.record(Outcome::Truncated);
             io::Error::new(e.kind(), format!("sending {}: {e}", DisplayPath(&req.path)))
         })?;
@@ -485,7 +496,7 @@ impl HttpServer {
             h,
             "HTTP/1.1 {status} {}\r\nDate: {}\r\nServer: ringlet\r\n",
             reason(status),
-            httpdate::fmt_http_date(SystemTime::now())
+            now()
         );
         for (name, value) in fields {
             let _ = write!(h, "{name}: {value}\r\n");
@@ -542,6 +553,24 @@ impl HttpServer {
         *out = b;
         Ok(())
     }
+}
+
+/// The `Date` of a response now, formatted once a second per thread.
+fn now() -> String {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs || text.is_empty() {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        text.clone()
+    })
 }
 
 /// `Content-Type` by the path's extension.

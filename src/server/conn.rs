@@ -209,6 +209,16 @@ impl<C: Connection + Socket> Connection for Metered<C> {
         res
     }
 
+    async fn send_file_after(&mut self, head: Buf, file: RegularFile) -> (io::Result<u64>, Buf) {
+        let head_len = head.len() as u64;
+        let (res, head) = self.conn.send_file_after(head, file).await;
+        match &res {
+            Ok(n) => self.stats.bytes_out.add(head_len + n),
+            Err(_) => self.note(&res),
+        }
+        (res, head)
+    }
+
     async fn yield_if_needed(&mut self) {
         self.conn.yield_if_needed().await;
     }

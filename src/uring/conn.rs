@@ -43,6 +43,8 @@ use crate::ring::{Ring, SharedFd};
 const READ_CHUNK: usize = 128 * 1024;
 /// Files up to this size go out by read + send rather than splice.
 const SMALL_FILE: u64 = 64 * 1024;
+/// Room for a head (status line, HTTP headers) in front of a small file.
+const HEAD_ROOM: usize = 4096;
 
 /// An accepted TCP connection served through the shard's ring.
 pub(crate) struct RingConn {
@@ -297,6 +299,39 @@ impl Connection for RingConn {
             }
             None => self.read_send_file(&file, start, size).await,
         }
+    }
+
+    /// A small file is read in behind the head and goes out in the same
+    /// send: one READ and one SEND for a whole answer.
+    async fn send_file_after(&mut self, head: Buf, file: RegularFile) -> (io::Result<u64>, Buf) {
+        let (start, size) = (file.start(), file.size());
+        if size > SMALL_FILE || head.len() > HEAD_ROOM {
+            let (res, head) = self.write_all(head).await;
+            if let Err(e) = res {
+                return (Err(e), head);
+            }
+            return (self.send_file(file).await, head);
+        }
+        let file = SharedFd::new(file.into_fd());
+        let mut b = Buf::with_capacity(SMALL_FILE as usize + HEAD_ROOM);
+        b.extend_from_slice(head.filled());
+        let head_len = b.len();
+        let (n, b) = self.ring.submit(Read::new(&file, b, start)).await;
+        // Never more than the size the answer announced.
+        let n = match n {
+            Ok(n) => (n as u64).min(size),
+            Err(e) => return (Err(e), head),
+        };
+        let (res, _) = self.write_prefix(b, head_len + n as usize).await;
+        if let Err(e) = res {
+            return (Err(e), head);
+        }
+        if n == 0 || n == size {
+            return (Ok(n), head); // whole, or the file shrank to nothing
+        }
+        // A short read: the rest the usual way.
+        let rest = self.read_send_file(&file, start + n, size - n).await;
+        (rest.map(|m| n + m), head)
     }
 
     fn set_read_deadline(&mut self, deadline: Option<Instant>) {
