@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use glommio::{LocalExecutorBuilder, Placement};
 use ringlet::Buf;
 use ringlet::ring::op::Send;
-use ringlet::ring::{Ring, SharedFd};
+use ringlet::ring::{Ring, SharedFd, driver};
 
 const SIZES: &[usize] = &[1024, 16 * 1024, 64 * 1024, 256 * 1024];
 
@@ -47,7 +47,8 @@ fn main() {
         .io_memory(512 << 10)
         .spawn(move || async move {
             let ring = Ring::new(256).expect("ring");
-            ring.start().unwrap();
+            // The ring is driven while the measurement runs.
+            driver::run(&ring.clone(), async move {
             let stream = TcpStream::connect(addr).unwrap();
             stream.set_nodelay(true).unwrap();
             let fd = SharedFd::new(stream.into());
@@ -84,6 +85,8 @@ fn main() {
             }
             drop(fd);
             total
+            })
+            .await
         })
         .unwrap()
         .join()

@@ -31,7 +31,7 @@ case "$target" in
     done
     max_len=4200 ;;
   http_head)
-    for s in 'GET /a/f HTTP/1.1\r\nHost: x\r\n\r\n' \
+    for s in 'GET /a/b/f HTTP/1.1\r\nHost: x\r\n\r\n' \
              'HEAD /%2e%2e/outside/secret HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n' \
              'GET /out HTTP/1.0\r\nConnection: keep-alive\r\nIf-None-Match: "a", W/"b"\r\n\r\n' \
              'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n'; do

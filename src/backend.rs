@@ -81,15 +81,17 @@ pub(crate) trait Runtime: Sized + 'static {
 
     /// What the backend's own machinery has done so far (read by the
     /// shard's heartbeat).
-    fn figures(&self) -> Figures {
-        Figures::default()
+    fn figures(&self) -> RingFigures {
+        RingFigures::default()
     }
 }
 
-/// A backend's own figures: its completion ring, where it has one.
+/// One shard's completion ring, as its backend reports it (all zero on
+/// the epoll backend, which has none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Figures {
-    /// `io_uring_enter` calls made to submit.
+#[non_exhaustive]
+pub struct RingFigures {
+    /// `io_uring_enter` calls.
     pub enters: u64,
     /// Completions reaped.
     pub completions: u64,
@@ -97,9 +99,9 @@ pub(crate) struct Figures {
     pub no_buffers: u64,
     /// Times the completion queue overflowed.
     pub cq_overflows: u64,
-    /// Operations in flight now.
+    /// Operations in flight now (abandoned ones too).
     pub in_flight: u64,
-    /// Pipes held for splicing (in use or kept for reuse).
+    /// Pipes held for splicing now (in use or kept for reuse).
     pub pipes: u64,
 }
 

@@ -67,7 +67,7 @@ impl Deadlines {
 
     /// Watches registered (connections), for tests.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn watched(&self) -> usize {
         self.watches.borrow().len()
     }
 }

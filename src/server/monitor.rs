@@ -108,7 +108,7 @@ pub(crate) struct RingCounters {
 
 impl RingCounters {
     /// Store the backend's figures, as read now.
-    pub(crate) fn publish(&self, f: crate::backend::Figures) {
+    pub(crate) fn publish(&self, f: RingFigures) {
         self.enters.set(f.enters);
         self.completions.set(f.completions);
         self.no_buffers.set(f.no_buffers);
@@ -190,23 +190,7 @@ pub struct ServiceFigures {
     pub outcomes: [(Outcome, u64); Outcome::ALL.len()],
 }
 
-/// One shard's completion ring (all zero on the epoll backend).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RingFigures {
-    /// `io_uring_enter` calls.
-    pub enters: u64,
-    /// Completions reaped.
-    pub completions: u64,
-    /// Receives that found every provided buffer in use.
-    pub no_buffers: u64,
-    /// Times the completion queue overflowed.
-    pub cq_overflows: u64,
-    /// Operations in flight now.
-    pub in_flight: u64,
-    /// Pipes held for splicing now.
-    pub pipes: u64,
-}
+pub use crate::backend::RingFigures;
 
 /// One shard's figures, as read by [`Monitor::snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::info;
 
-use crate::backend::{Figures, Runtime, ShardConfig};
+use crate::backend::{RingFigures, Runtime, ShardConfig};
 use crate::buf::Buf;
 use crate::io::Timeouts;
 use crate::ring::deadline::Deadlines;
@@ -170,9 +170,9 @@ impl Runtime for Uring {
         self.deadlines.sweep(&self.ring, std::time::Instant::now());
     }
 
-    fn figures(&self) -> Figures {
+    fn figures(&self) -> RingFigures {
         let s = self.ring.stats();
-        Figures {
+        RingFigures {
             enters: s.enters,
             completions: s.completions,
             no_buffers: s.no_buffers,
