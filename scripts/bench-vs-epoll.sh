@@ -197,7 +197,7 @@ run_http_case() {
         ( end=$(( $(date +%s) + duration + 1 ))
           while [ "$(date +%s)" -lt "$end" ]; do
             dd if="$data/cold.bin" iflag=nocache count=0 status=none
-            curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$p/cold.bin" || true
+            taskset -c "$client_cpus" curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$p/cold.bin" || true
           done ) &
         streamers+=($!)
       done
