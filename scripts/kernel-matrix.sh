@@ -166,6 +166,8 @@ for c in "${cases[@]}"; do
     -append "console=ttyS0 panic=-1 quiet matrix.case=$mode"
   qrc=$?
   set -e
+  # The serial console ends its lines with CRLF.
+  sed -i 's/\r$//' "$log"
   echo "   booted, ran and powered off in $(( $(date +%s) - started )) s (qemu status $qrc)" >&2
   kernel=$(grep -m1 -oE 'MATRIX kernel [^ ]+' "$log" | cut -d' ' -f3 || true)
   kernels+=("$c|${kernel:-?}|$(cat "$work/apt-$suite/package")")
