@@ -92,12 +92,7 @@ pub fn run(cfg: &FileConfig) -> anyhow::Result<Outcome> {
         cfg.progress,
         move |_, totals, deadline| {
             let (c, reference) = (c.clone(), reference.clone());
-            async move {
-                match c.mode {
-                    Mode::Plain => plain_loop(&c, &reference, &totals, deadline).await,
-                    _ => fetch_loop(&c, &reference, &totals, deadline).await,
-                }
-            }
+            async move { fetch_loop(&c, &reference, &totals, deadline).await }
         },
     )?;
     Ok(totals.outcome(
@@ -110,28 +105,37 @@ pub fn run(cfg: &FileConfig) -> anyhow::Result<Outcome> {
     ))
 }
 
+/// Fetch until `deadline`: framed on one keep-alive connection, plain with
+/// a connection per request; every answer checked against the reference.
 async fn fetch_loop(
     c: &FileConfig,
     reference: &OnceLock<(u64, u32)>,
     totals: &Arc<Totals>,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    let mut stream = TcpStream::connect(c.addr)
-        .await
-        .with_context(|| format!("connecting to {}", c.addr))?;
-    stream.set_nodelay(true)?;
     let mut request = c.path.as_bytes().to_vec();
     request.push(0);
     let mut buf = vec![0u8; READ_BUF];
     let mut hist = stats::histogram();
+    let mut kept: Option<TcpStream> = None;
     let result = async {
         while Instant::now() < deadline {
             if let Some(local) = &c.evict {
                 evict(local)?;
             }
             let started = Instant::now();
-            stream.write_all(&request).await?;
-            let (size, crc) = read_answer(&mut stream, &mut buf).await?;
+            let (size, crc) = if c.mode == Mode::Plain {
+                let mut stream = connect(c.addr).await?;
+                stream.write_all(&request).await?;
+                read_to_end(&mut stream, &mut buf).await?
+            } else {
+                if kept.is_none() {
+                    kept = Some(connect(c.addr).await?);
+                }
+                let stream = kept.as_mut().expect("connected just now");
+                stream.write_all(&request).await?;
+                read_answer(stream, &mut buf).await?
+            };
             check(reference, size, crc)?;
             stats::record(&mut hist, started.elapsed());
             totals.add(1, size);
@@ -141,6 +145,14 @@ async fn fetch_loop(
     .await;
     totals.merge(&hist);
     result
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// Fail unless (`size`, `crc`) is the reference's; the first answer is
@@ -155,54 +167,28 @@ fn check(reference: &OnceLock<(u64, u32)>, size: u64, crc: u32) -> anyhow::Resul
     Ok(())
 }
 
-/// The plain protocol: a connection per request, the answer read to the end.
-async fn plain_loop(
-    c: &FileConfig,
-    reference: &OnceLock<(u64, u32)>,
-    totals: &Arc<Totals>,
-    deadline: Instant,
-) -> anyhow::Result<()> {
-    let mut request = c.path.as_bytes().to_vec();
-    request.push(0);
-    let mut buf = vec![0u8; READ_BUF];
-    let mut hist = stats::histogram();
-    let result = async {
-        while Instant::now() < deadline {
-            if let Some(local) = &c.evict {
-                evict(local)?;
-            }
-            let started = Instant::now();
-            let mut stream = TcpStream::connect(c.addr)
-                .await
-                .with_context(|| format!("connecting to {}", c.addr))?;
-            stream.set_nodelay(true)?;
-            stream.write_all(&request).await?;
-            let mut crc = crc32fast::Hasher::new();
-            let mut size = 0u64;
-            loop {
-                let n = stream.read(&mut buf).await.map_err(|e| {
-                    anyhow::anyhow!("the answer was cut after {size} bytes: {e}")
-                })?;
-                if n == 0 {
-                    break;
-                }
-                crc.update(&buf[..n]);
-                size += n as u64;
-            }
-            if size == 0 {
-                bail!(
-                    "the server closed without a byte: in plain mode that is a refusal (no such file?); its log says why"
-                );
-            }
-            check(reference, size, crc.finalize())?;
-            stats::record(&mut hist, started.elapsed());
-            totals.add(1, size);
+/// A plain answer: everything up to the end of the stream (a reset is an
+/// error: the answer was cut). Returns its size and CRC-32.
+async fn read_to_end(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<(u64, u32)> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut size = 0u64;
+    loop {
+        let n = stream
+            .read(buf)
+            .await
+            .map_err(|e| anyhow::anyhow!("the answer was cut after {size} bytes: {e}"))?;
+        if n == 0 {
+            break;
         }
-        anyhow::Ok(())
+        crc.update(&buf[..n]);
+        size += n as u64;
     }
-    .await;
-    totals.merge(&hist);
-    result
+    if size == 0 {
+        bail!(
+            "the server closed without a byte: in plain mode that is a refusal (no such file?); its log says why"
+        );
+    }
+    Ok((size, crc.finalize()))
 }
 
 /// Ask once and pick the mode by the answer: a first line `OK <size>` or
