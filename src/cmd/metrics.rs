@@ -273,7 +273,7 @@ fn services(enc: &mut DescriptorEncoder, snap: &Snapshot) -> Result<(), std::fmt
         enc,
         snap,
         "ringlet_requests",
-        "Requests by outcome, for protocols that count them (the file server; echo has lines, not requests).",
+        "Requests by outcome, for protocols that count them (the file and HTTP servers; echo has lines, not requests).",
         Counter,
         |s| {
             s.outcomes
