@@ -19,6 +19,9 @@ use ringlet::Buf;
 use ringlet::ring::op::Send;
 use ringlet::ring::{Ring, SharedFd, driver};
 
+mod common;
+use common::{pin, thread_cpu};
+
 const SIZES: &[usize] = &[1024, 16 * 1024, 64 * 1024, 256 * 1024];
 
 fn main() {
@@ -136,21 +139,4 @@ fn median(v: &[(f64, f64)]) -> (f64, f64) {
     r.sort_by(f64::total_cmp);
     c.sort_by(f64::total_cmp);
     (r[r.len() / 2], c[c.len() / 2])
-}
-
-/// This thread's CPU time (user + system), in seconds.
-fn thread_cpu() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
-}
-
-fn pin(cpu: usize) {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    let _ = rustix::thread::sched_setaffinity(None, &set);
 }

@@ -25,6 +25,9 @@ use io_uring::{IoUring, opcode, types};
 use ringlet::ring::op::Timeout;
 use ringlet::ring::{Ring, driver};
 
+mod common;
+use common::thread_cpu;
+
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let rate: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000.0);
@@ -157,15 +160,4 @@ fn epoll_timerfd(period: Duration, wakes: u64) -> u64 {
         libc::close(ep);
     }
     woken
-}
-
-/// CPU seconds this thread has used.
-fn thread_cpu() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }

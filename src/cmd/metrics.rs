@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -189,15 +189,19 @@ fn per_service(
                     ("service", svc.service.clone()),
                 ];
                 labels.extend(extra);
-                let f = m.encode_family(&labels)?;
-                match kind {
-                    MetricType::Counter => ConstCounter::new(v).encode(f)?,
-                    _ => ConstGauge::new(v as i64).encode(f)?,
-                }
+                sample(m.encode_family(&labels)?, kind, v)?;
             }
         }
     }
     Ok(())
+}
+
+/// One sample `v` of a counter or gauge family.
+fn sample(f: MetricEncoder<'_>, kind: MetricType, v: u64) -> Result<(), std::fmt::Error> {
+    match kind {
+        MetricType::Counter => ConstCounter::new(v).encode(f),
+        _ => ConstGauge::new(v as i64).encode(f),
+    }
 }
 
 fn services(enc: &mut DescriptorEncoder, snap: &Snapshot) -> Result<(), std::fmt::Error> {
@@ -329,12 +333,7 @@ fn rings(enc: &mut DescriptorEncoder, snap: &Snapshot) -> Result<(), std::fmt::E
         let mut m = enc.encode_descriptor(name, help, None, kind)?;
         for shard in &snap.shards {
             let labels = [("shard", shard.shard.to_string())];
-            let f = m.encode_family(&labels)?;
-            let v = pick(&shard.ring);
-            match kind {
-                Counter => ConstCounter::new(v).encode(f)?,
-                _ => ConstGauge::new(v as i64).encode(f)?,
-            }
+            sample(m.encode_family(&labels)?, kind, pick(&shard.ring))?;
         }
     }
     Ok(())
