@@ -24,9 +24,11 @@
 #   --only REGEX    run only the cases whose name matches REGEX (grep -E)
 #   --http          also the HTTP cases: ringlet-uring, ringlet-epoll and
 #                   nginx (Debian's package, configured here with sendfile on,
-#                   one worker per server CPU), measured by wrk: 4 KiB,
-#                   64 KiB, 1 MiB, the big file warm, and 4 KiB beside 4 cold
-#                   streams; the table then also compares against nginx
+#                   one worker per server CPU), measured by wrk and by
+#                   `ringlet bench file --mode http` (which checks every
+#                   body): 4 KiB, 64 KiB, 1 MiB, the big file warm, and 4 KiB
+#                   beside 4 cold streams; the table then also compares
+#                   against nginx
 #   --out DIR       where results go (default bench-results/DATE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +44,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift ;;
     --only) only="$2"; shift ;;
     --http) http=1 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -185,9 +187,11 @@ wrk_json() { # DURATION CONNS URL
     END { printf "{\"kind\":\"http\",\"config\":{\"url\":\"%s\",\"conns\":%d,\"client\":\"wrk\"},\"seconds\":%s,\"messages\":%d,\"bytes\":0,\"per_second\":%s,\"mb_per_second\":%s,\"latency_us\":{\"p50\":%d,\"p99\":%d,\"p999\":%d,\"max\":%d},\"errors\":%d,\"error_samples\":[]}\n", url, c, d, n, rps + 0, tput + 0, p50, p99, p99, max, err + 0 }'
 }
 
-# run_http_case NAME PATH CONNS [cold] — every HTTP server in turn, by wrk.
+# run_http_case NAME CLIENT PATH CONNS [cold] — every HTTP server in turn,
+# measured by CLIENT: wrk (status codes only) or ringlet (`ringlet bench file
+# --mode http`, every body checked against the file).
 run_http_case() {
-  local case=$1 path=$2 conns=$3 cold=${4:-}
+  local case=$1 client=$2 path=$3 conns=$4 cold=${5:-}
   if [ -n "$only" ] && ! grep -qE "$only" <<< "$case"; then return 0; fi
   for i in "${!hnames[@]}"; do
     local name=${hnames[$i]} pid=${hpids[$i]} p=${hports[$i]}
@@ -203,7 +207,11 @@ run_http_case() {
       done
     fi
     before=$(cpu_ticks "$pid")
-    result=$(wrk_json "$duration" "$conns" "http://127.0.0.1:$p$path")
+    if [ "$client" = wrk ]; then
+      result=$(wrk_json "$duration" "$conns" "http://127.0.0.1:$p$path")
+    else
+      result=$(bench file --mode http --addr "127.0.0.1:$p" --path "$path" --expect "$data$path" --conns "$conns")
+    fi
     after=$(cpu_ticks "$pid")
     for s in "${streamers[@]}"; do wait "$s" || true; done
     local cpu; cpu=$(awk -v t=$(( after - before )) -v c="$clk" 'BEGIN { printf "%.4f", t / c }')
@@ -271,12 +279,15 @@ for round in $(seq 0 $(( rounds - 1 ))); do
   run_case "file ${big_mib} MiB warm, 1 stream" file file --addr '127.0.0.1:{F}' --path /big.bin --expect "$data/big.bin" --conns 1
   run_case "echo 64 B at 2k msg/s beside 4 cold file streams" mixed echo --addr '127.0.0.1:{E}' --conns 10 --size 64 --rate 2000
   if [ "$http" = 1 ]; then
-    run_http_case "http 4 KiB, 100 conns (wrk)" /small.bin 100
-    run_http_case "http 64 KiB, 100 conns (wrk)" /medium.bin 100
-    run_http_case "http 1 MiB, 10 conns (wrk)" /mid.bin 10
-    cat "$data/big.bin" > /dev/null   # warm
-    run_http_case "http ${big_mib} MiB warm, 1 conn (wrk)" /big.bin 1
-    run_http_case "http 4 KiB, 10 conns beside 4 cold streams (wrk)" /small.bin 10 cold
+    for client in wrk ringlet; do
+      label=$([ "$client" = wrk ] && echo wrk || echo "ringlet bench")
+      run_http_case "http 4 KiB, 100 conns ($label)" "$client" /small.bin 100
+      run_http_case "http 64 KiB, 100 conns ($label)" "$client" /medium.bin 100
+      run_http_case "http 1 MiB, 10 conns ($label)" "$client" /mid.bin 10
+      cat "$data/big.bin" > /dev/null   # warm
+      run_http_case "http ${big_mib} MiB warm, 1 conn ($label)" "$client" /big.bin 1
+      run_http_case "http 4 KiB, 10 conns beside 4 cold streams ($label)" "$client" /small.bin 10 cold
+    done
   fi
 done
 echo "== done in $(( $(date +%s) - started )) s" >&2

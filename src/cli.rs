@@ -69,7 +69,8 @@ pub enum Bench {
     /// message ends in a newline and has no other, so line-mode servers
     /// answer it at once. Reports messages/s, MB/s and latency percentiles.
     Echo(BenchEcho),
-    /// Fetch one file again and again, in the server's file protocol.
+    /// Fetch one file again and again: the article's protocol (plain or
+    /// framed) or HTTP/1.1.
     ///
     /// Plain (the article's, the server's default): a connection per
     /// request, read to the end; a reset is an error. Framed (--file-header):
@@ -185,8 +186,10 @@ pub struct BenchFile {
     #[arg(long, value_name = "FILE")]
     pub evict: Option<PathBuf>,
     /// The server's file protocol: `plain` (no --file-header), `framed`
-    /// (--file-header), or `auto`: ask once and pick by the answer (a file
-    /// that itself begins with an `OK <number>` line needs --mode plain).
+    /// (--file-header), `http` (`serve --http`, nginx, any HTTP/1.1 static
+    /// file server; --path is the URL path), or `auto`: ask once and pick
+    /// by the answer (a file that itself begins with an `OK <number>` line
+    /// needs --mode plain).
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub mode: FileModeArg,
 }
@@ -200,6 +203,8 @@ pub enum FileModeArg {
     Plain,
     /// `OK <size>` status lines on keep-alive connections (--file-header).
     Framed,
+    /// HTTP/1.1 GET on keep-alive connections (one request at a time).
+    Http,
 }
 
 /// `ringlet bench report` options.

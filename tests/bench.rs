@@ -6,6 +6,8 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Ringlet, pattern};
 
@@ -215,6 +217,92 @@ fn file_plain_mode_is_detected_and_checked(backend: &str) {
     assert!(err.contains("closed without a byte"), "{err}");
 }
 
+/// `--mode http` (and `auto`, which recognises an HTTP server by its error
+/// for the article's request) fetches over keep-alive connections and
+/// checks every body; a wrong copy and a missing file are named.
+fn file_http_mode_fetches_and_checks(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.bin"), pattern(70_000, 11)).unwrap();
+    let server = Ringlet::serve(
+        backend,
+        &[
+            "--echo",
+            "off",
+            "--file",
+            "off",
+            "--http",
+            "127.0.0.1:0",
+            "--root",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let addr = server.http().to_string();
+    let local = dir.path().join("f.bin");
+    for mode in ["http", "auto"] {
+        let (code, out, err) = bench(&[
+            "file",
+            "--addr",
+            &addr,
+            "--path",
+            "/f.bin",
+            "--expect",
+            local.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--conns",
+            "4",
+            "--duration",
+            "0.5",
+            "--json",
+        ]);
+        assert_eq!(code, Some(0), "{mode}: {err}");
+        let v = json(&out);
+        assert_eq!(v["config"]["mode"], "http", "{out}");
+        assert_eq!(v["errors"], 0, "{out}");
+        let n = v["messages"].as_u64().unwrap();
+        assert!(n > 4 && v["bytes"].as_u64().unwrap() == n * 70_000, "{out}");
+    }
+
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, pattern(70_000, 12)).unwrap();
+    let (code, _, err) = bench(&[
+        "file",
+        "--addr",
+        &addr,
+        "--path",
+        "/f.bin",
+        "--expect",
+        other.to_str().unwrap(),
+        "--mode",
+        "http",
+        "--conns",
+        "1",
+        "--duration",
+        "0.3",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("differs from the reference"), "{err}");
+
+    let (code, _, err) = bench(&[
+        "file",
+        "--addr",
+        &addr,
+        "--path",
+        "/nope",
+        "--mode",
+        "http",
+        "--conns",
+        "1",
+        "--duration",
+        "0.3",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("GET /nope: the server answered 404 Not Found"),
+        "{err}"
+    );
+}
+
 fn a_short_soak_loses_nothing(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f.bin"), pattern(200_000, 8)).unwrap();
@@ -262,6 +350,7 @@ on_both_backends!(
     echo_modes,
     file_checks_length_and_content,
     file_plain_mode_is_detected_and_checked,
+    file_http_mode_fetches_and_checks,
     a_short_soak_loses_nothing
 );
 
@@ -294,6 +383,112 @@ fn a_corrupting_server_is_caught() {
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(out.contains("echo differs at byte"), "{out}");
     assert!(err.contains("bytes did not check out"), "{err}");
+}
+
+/// An HTTP server written here: `answer` is its reply to every request.
+/// Answers every request on a connection until the client goes, or only
+/// the first when `one_each`; counts the connections it accepted.
+fn http_server(answer: &'static [u8], one_each: bool) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    if s.write_all(answer).is_err() || one_each {
+                        return; // dropped: the connection closes
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// `Connection: close` is honoured (a new connection for the next
+/// request), and a body cut short of its Content-Length is an error, not a
+/// shorter file.
+#[test]
+fn http_mode_reconnects_on_close_and_catches_a_cut_body() {
+    // Keep-alive: two connections carry every request.
+    let (kept, accepted) = http_server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false);
+    let (code, out, err) = bench(&[
+        "file",
+        "--addr",
+        &kept,
+        "--path",
+        "/x",
+        "--mode",
+        "http",
+        "--conns",
+        "2",
+        "--duration",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v = json(&out);
+    assert_eq!(v["errors"], 0, "{out}");
+    assert!(v["messages"].as_u64().unwrap() >= 10, "{out}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "{out}");
+
+    // `Connection: close`: a new connection for each request.
+    let (whole, accepted) = http_server(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+        true,
+    );
+    let (code, out, err) = bench(&[
+        "file",
+        "--addr",
+        &whole,
+        "--path",
+        "/x",
+        "--mode",
+        "http",
+        "--conns",
+        "1",
+        "--duration",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v = json(&out);
+    assert_eq!(v["errors"], 0, "{out}");
+    let n = v["messages"].as_u64().unwrap();
+    assert!(n >= 10, "{out}");
+    assert_eq!(v["bytes"].as_u64().unwrap(), n * 5);
+    assert!(accepted.load(Ordering::SeqCst) as u64 >= n, "{out}");
+
+    let (cut, _) = http_server(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly fifty bytes of the hundred announced.........",
+        true,
+    );
+    let (code, _, err) = bench(&[
+        "file",
+        "--addr",
+        &cut,
+        "--path",
+        "/x",
+        "--mode",
+        "http",
+        "--conns",
+        "1",
+        "--duration",
+        "0.3",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("closed after 50 of 100 bytes"), "{err}");
 }
 
 #[test]

@@ -35,13 +35,7 @@ fn serve(backend: &str, dir: &Path, extra: &[&str]) -> (Ringlet, SocketAddr) {
     let mut args = vec!["--http", "127.0.0.1:0", "--root", www.to_str().unwrap()];
     args.extend_from_slice(extra);
     let server = Ringlet::serve(backend, &args);
-    let line = server.wait_for_log(&["http listening on "]);
-    let addr = line
-        .split("http listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let addr = server.http();
     (server, addr)
 }
 

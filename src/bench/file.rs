@@ -6,8 +6,12 @@
 //!   whole answer with a FIN and a cut one with a reset, which is an error.
 //! - **framed** (`--file-header`): keep-alive connections, each answer
 //!   `OK <size>\n` and exactly that many bytes.
+//! - **http** (`ringlet serve --http`, nginx, any static file server):
+//!   keep-alive connections, one `GET` at a time (`bench/http.rs`), so the
+//!   same client measures every server on the same files.
 //!
-//! `auto` asks once before the load and picks by the answer's first line.
+//! `auto` asks once before the load and picks by the answer's first line
+//! (an HTTP server answers the article's request with an HTTP error).
 //! Every answer's length and CRC-32 must match the reference: the local file
 //! given with `--expect`, or else the first answer received (every later one
 //! must be identical). An answer that does not parse is reported in one line
@@ -41,6 +45,8 @@ pub enum Mode {
     Plain,
     /// `OK <size>` status lines on keep-alive connections.
     Framed,
+    /// HTTP/1.1 `GET` on keep-alive connections.
+    Http,
 }
 
 impl Mode {
@@ -49,6 +55,7 @@ impl Mode {
             Mode::Auto => "auto",
             Mode::Plain => "plain",
             Mode::Framed => "framed",
+            Mode::Http => "http",
         }
     }
 }
@@ -113,8 +120,13 @@ async fn fetch_loop(
     totals: &Arc<Totals>,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    let mut request = c.path.as_bytes().to_vec();
-    request.push(0);
+    let request = if c.mode == Mode::Http {
+        super::http::request(&c.path, &c.addr.to_string())
+    } else {
+        let mut r = c.path.as_bytes().to_vec();
+        r.push(0);
+        r
+    };
     let mut buf = vec![0u8; READ_BUF];
     let mut hist = stats::histogram();
     let mut kept: Option<TcpStream> = None;
@@ -134,7 +146,15 @@ async fn fetch_loop(
                 }
                 let stream = kept.as_mut().expect("connected just now");
                 stream.write_all(&request).await?;
-                read_answer(stream, &mut buf).await?
+                if c.mode == Mode::Http {
+                    let answer = super::http::read_answer(stream, &mut buf, &c.path).await?;
+                    if answer.close {
+                        kept = None;
+                    }
+                    (answer.size, answer.crc)
+                } else {
+                    read_answer(stream, &mut buf).await?
+                }
             };
             check(reference, size, crc)?;
             stats::record(&mut hist, started.elapsed());
@@ -192,7 +212,8 @@ async fn read_to_end(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<(
 }
 
 /// Ask once and pick the mode by the answer: a first line `OK <size>` or
-/// `ERR <reason>` is the framed protocol, anything else the plain one.
+/// `ERR <reason>` is the framed protocol, `HTTP/` an HTTP server (its
+/// error for a request it cannot parse), anything else the plain one.
 fn detect(c: &FileConfig) -> anyhow::Result<Mode> {
     let mut s = std::net::TcpStream::connect_timeout(&c.addr, std::time::Duration::from_secs(10))
         .with_context(|| format!("connecting to {}", c.addr))?;
@@ -205,6 +226,11 @@ fn detect(c: &FileConfig) -> anyhow::Result<Mode> {
         match s.read(&mut head[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
+            Err(e) if filled == 0 && e.kind() == std::io::ErrorKind::WouldBlock => {
+                bail!(
+                    "no answer within 10 s to the article's request (path, NUL); for an HTTP server give --mode http"
+                );
+            }
             Err(e) if filled == 0 => {
                 return Err(e).context("asking the server for the file once, to tell its mode");
             }
@@ -212,6 +238,9 @@ fn detect(c: &FileConfig) -> anyhow::Result<Mode> {
         }
     }
     let head = &head[..filled];
+    if head.starts_with(b"HTTP/") {
+        return Ok(Mode::Http);
+    }
     if filled == 0 {
         bail!(
             "the server closed without a byte: a plain-mode refusal (no such file {:?}?); its log says why",
@@ -243,7 +272,7 @@ fn detect(c: &FileConfig) -> anyhow::Result<Mode> {
 
 /// Up to 40 bytes of `bytes` as escaped text, and the whole count: how an
 /// answer that is not what was expected is shown.
-fn printable(bytes: &[u8], total: usize) -> String {
+pub(super) fn printable(bytes: &[u8], total: usize) -> String {
     let shown = &bytes[..bytes.len().min(40)];
     let more = if total > shown.len() { "…" } else { "" };
     format!("\"{}{more}\" ({total} bytes)", shown.escape_ascii())

@@ -8,7 +8,8 @@
 //! each message's *scheduled* send time, so a slow server cannot hide its
 //! stalls by slowing the client down (no coordinated omission).
 //!
-//! Rooms: `echo` and `file` (one connection's loop each), `stats` (counters,
+//! Rooms: `echo` and `file` (one connection's loop each; `http` is the
+//! file loop's HTTP/1.1 request and answer), `stats` (counters,
 //! histograms, the report), `report` (tables and charts from many runs),
 //! `soak` (a long mixed workload with injected faults).
 
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 pub mod echo;
 pub mod file;
+pub mod http;
 pub mod report;
 pub mod soak;
 pub mod stats;

@@ -41,6 +41,7 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
                 FileModeArg::Auto => bench::file::Mode::Auto,
                 FileModeArg::Plain => bench::file::Mode::Plain,
                 FileModeArg::Framed => bench::file::Mode::Framed,
+                FileModeArg::Http => bench::file::Mode::Http,
             },
             addr: f.common.addr,
             path: f.path.clone(),

@@ -87,6 +87,12 @@ impl Ringlet {
         self.file.expect("file service is off")
     }
 
+    /// The HTTP service's address (started with `--http 127.0.0.1:0`).
+    pub fn http(&self) -> SocketAddr {
+        let line = self.wait_for_log(&["http listening on "]);
+        listening_addr(&line, "http").unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
