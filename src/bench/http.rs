@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(parse_head(ok).unwrap(), Some((38, Some(5), false)));
         assert_eq!(parse_head(&ok[..20]).unwrap(), None);
         let close = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-        assert_eq!(parse_head(close).unwrap().unwrap().2, true);
+        assert!(parse_head(close).unwrap().unwrap().2);
         let old = b"HTTP/1.0 200 OK\r\n\r\n";
         assert_eq!(parse_head(old).unwrap(), Some((19, None, true)));
     }
