@@ -27,6 +27,8 @@ pub(crate) struct ShardConfig {
     /// How many shards the server runs (to share per-user kernel budgets).
     pub shards: usize,
     pub timeouts: Timeouts,
+    /// Send what the page cache holds by `sendfile` (uring backend).
+    pub cached_sendfile: bool,
 }
 
 /// A backend, as the shard skeleton drives it. One value per shard, living

@@ -319,6 +319,15 @@ pub struct Serve {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_conns: Option<u64>,
 
+    /// uring backend: send the parts of a file the page cache holds with
+    /// sendfile(2) from the shard (checked first with cachestat, Linux 6.5+;
+    /// no copy through user space, no hop to a kernel worker). `off`: every
+    /// file byte goes through the ring (splice via io-wq, or read and send),
+    /// so no file copy ever runs on a shard's core, at some throughput. The
+    /// epoll backend always uses sendfile.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    pub cached_sendfile: bool,
+
     /// Serve the shards' figures (connections, bytes, requests by outcome,
     /// timeouts, ring activity) for Prometheus at http://ADDR/metrics, or
     /// `off`. Answered by a thread of its own, never by a shard. Keep it on
@@ -338,6 +347,15 @@ fn parse_positive_seconds(s: &str) -> Result<f64, String> {
     match parse_seconds(s)? {
         v if v >= 0.001 => Ok(v),
         _ => Err("must be at least 0.001 seconds".into()),
+    }
+}
+
+/// `on` or `off`.
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?}: expected on or off")),
     }
 }
 

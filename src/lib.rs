@@ -57,6 +57,7 @@ mod buf;
 mod epoll;
 mod fs;
 mod io;
+mod pagecache;
 mod placement;
 pub mod probe;
 pub mod proto;

@@ -282,9 +282,15 @@ impl Report {
             ),
             (
                 "file send",
-                "READ+SEND up to 64 KiB; larger: SPLICE file->pipe->socket (256 KiB pipes, 1 MiB \
-                 for big files; READ+SEND when out of pipes)"
-                    .to_string(),
+                if crate::pagecache::available() {
+                    "READ+SEND up to 16 KiB; larger: sendfile for each 2 MiB the page cache \
+                     holds (cachestat), SPLICE file->pipe->socket on the ring for the rest"
+                        .to_string()
+                } else {
+                    "READ+SEND up to 16 KiB; larger: SPLICE file->pipe->socket on the ring \
+                     (cachestat needs 6.5: no sendfile from the page cache)"
+                        .to_string()
+                },
             ),
             (
                 "idle shard",

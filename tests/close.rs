@@ -164,13 +164,14 @@ fn a_file_that_grows_mid_stream_sends_its_size_at_open(backend: &str) {
 }
 
 /// A client that stops reading is cut at the write timeout with a reset:
-/// what it got is not mistaken for the whole file.
+/// what it got is not mistaken for the whole file. On the ring, both ways
+/// a cached file leaves: `sendfile` waiting for room, and splices.
 fn a_write_timeout_cut_is_a_reset(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let big = pattern(64 << 20, 35);
     std::fs::write(dir.path().join("big"), &big).unwrap();
-    for framed in [false, true] {
-        let mut extra = vec!["--write-timeout", "1"];
+    for (framed, cached) in [(false, "on"), (true, "on"), (false, "off")] {
+        let mut extra = vec!["--write-timeout", "1", "--cached-sendfile", cached];
         if framed {
             extra.push("--file-header");
         }
@@ -179,7 +180,11 @@ fn a_write_timeout_cut_is_a_reset(backend: &str) {
         s.write_all(b"/big\0").unwrap();
         server.wait_for_log(&["connection ended", "write timeout"]);
         let (got, end) = read_to_end_or_reset(&mut s);
-        assert_eq!(end, End::Reset, "framed: {framed}");
+        assert_eq!(
+            end,
+            End::Reset,
+            "framed: {framed}, cached-sendfile {cached}"
+        );
         assert!(got.len() < big.len());
     }
 }

@@ -258,21 +258,70 @@ fn file_header_mode_frames_each_answer_and_keeps_the_connection(backend: &str) {
 }
 
 /// Files of every size around the backends' switch points (the ring reads
-/// and sends files up to 64 KiB and splices larger ones; pipe and chunk
-/// sizes are 64-256 KiB) arrive whole and exact, empty ones included.
+/// and sends files up to 16 KiB; larger ones leave by `sendfile` 2 MiB at
+/// a time while the page cache holds them, else by splices through 256 KiB
+/// or 1 MiB pipes) arrive whole and exact, empty ones included; on the
+/// ring both with and without `sendfile` from the cache.
 fn files_of_every_size_around_the_switch_points_arrive_exact(backend: &str) {
     let t = tree();
     let sizes = [
-        0usize, 1, 4095, 4096, 65_535, 65_536, 65_537, 131_072, 262_143, 262_144, 262_145,
+        0usize,
+        1,
+        4095,
+        4096,
+        16_383,
+        16_384,
+        16_385,
+        65_536,
+        131_072,
+        262_143,
+        262_144,
+        262_145,
+        (1 << 20) + 1,
+        (2 << 20) - 1,
+        2 << 20,
+        (2 << 20) + 1,
     ];
     for (i, &n) in sizes.iter().enumerate() {
         std::fs::write(t.root.join(format!("pub/s{n}")), pattern(n, 40 + i as u64)).unwrap();
     }
+    for cached in ["on", "off"] {
+        let server = serve_root(backend, &t.root, &["--cached-sendfile", cached]);
+        for (i, &n) in sizes.iter().enumerate() {
+            let got = fetch(server.file(), format!("pub/s{n}").as_bytes());
+            assert_eq!(got.len(), n, "size {n}, cached-sendfile {cached}");
+            assert!(
+                got == pattern(n, 40 + i as u64),
+                "size {n}, cached-sendfile {cached}: bytes differ"
+            );
+        }
+    }
+}
+
+/// A file only partly in the page cache: the ring sends the cached chunks
+/// by `sendfile` and splices the evicted ones, in order, byte for byte.
+fn a_file_partly_in_the_page_cache_arrives_exact(backend: &str) {
+    let t = tree();
+    let data = pattern(9 << 20, 41);
+    let path = t.root.join("pub/part.bin");
+    std::fs::write(&path, &data).unwrap();
+    let f = std::fs::File::open(&path).unwrap();
+    f.sync_all().unwrap();
     let server = serve_root(backend, &t.root, &[]);
-    for (i, &n) in sizes.iter().enumerate() {
-        let got = fetch(server.file(), format!("pub/s{n}").as_bytes());
-        assert_eq!(got.len(), n, "size {n}");
-        assert!(got == pattern(n, 40 + i as u64), "size {n}: bytes differ");
+    for round in 0..3u64 {
+        // Evict a different stretch each round (a no-op on tmpfs, where the
+        // pages are the file: then every chunk is cached).
+        for (off, len) in [(2 << 20, 2 << 20), ((5 << 20) + round * 4096, 1 << 20)] {
+            let _ = rustix::fs::fadvise(
+                &f,
+                off,
+                std::num::NonZeroU64::new(len),
+                rustix::fs::Advice::DontNeed,
+            );
+        }
+        let got = fetch(server.file(), b"pub/part.bin");
+        assert_eq!(got.len(), data.len(), "round {round}");
+        assert!(got == data, "round {round}: bytes differ");
     }
 }
 
@@ -325,6 +374,7 @@ on_both_backends!(
     a_client_that_sends_no_nul_and_closes_is_dropped,
     file_header_mode_frames_each_answer_and_keeps_the_connection,
     files_of_every_size_around_the_switch_points_arrive_exact,
+    a_file_partly_in_the_page_cache_arrives_exact,
     concurrent_fetches_each_get_the_whole_file,
     a_client_vanishing_mid_stream_ends_only_that_stream,
 );
@@ -354,10 +404,19 @@ fn more_streams_than_pipes_all_arrive_exact_within_the_pipe_budget() {
     // Streams wait their turn to be read, one after another: on a slow
     // machine (the kernel matrix's emulated VM) longer than the default
     // write timeout, which is not what this test is about.
+    // Every stream through the ring (no sendfile from the page cache),
+    // so that each needs a pipe.
     let server = serve_root(
         "uring",
         dir.path(),
-        &["--cores", "1", "--write-timeout", "600"],
+        &[
+            "--cores",
+            "1",
+            "--write-timeout",
+            "600",
+            "--cached-sendfile",
+            "off",
+        ],
     );
     // Small receive windows, so that every stream stalls on its client and
     // holds whatever the server gave it.

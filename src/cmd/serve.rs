@@ -22,6 +22,7 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
         .backend(args.backend.into())
         .cores(args.cores)
         .max_conns(args.max_conns.map(|n| n as usize))
+        .cached_sendfile(args.cached_sendfile)
         .shutdown_timeout(Duration::from_secs_f64(args.shutdown_timeout))
         .timeouts(Timeouts {
             idle: Duration::from_secs_f64(args.idle_timeout),

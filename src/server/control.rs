@@ -63,6 +63,9 @@ pub(crate) struct ShardSpec<H> {
     pub drain: Duration,
     /// Every connection's idle and write timeouts.
     pub timeouts: crate::io::Timeouts,
+    /// Whether the uring backend sends what the page cache holds by
+    /// `sendfile` (see [`ServerBuilder::cached_sendfile`](super::ServerBuilder::cached_sendfile)).
+    pub cached_sendfile: bool,
     /// How every connection that ended well is closed.
     pub linger: crate::io::Linger,
     /// How many shards the server runs (to share per-user kernel budgets).
@@ -94,6 +97,7 @@ impl<H> ShardSpec<H> {
             started: self.started,
             drain: self.drain,
             timeouts: self.timeouts,
+            cached_sendfile: self.cached_sendfile,
             linger: self.linger,
             shards: self.shards,
         }

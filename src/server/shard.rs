@@ -39,6 +39,7 @@ pub(crate) fn spawn<R: Runtime>(
             cpu: spec.cpu,
             shards: spec.shards,
             timeouts: spec.timeouts,
+            cached_sendfile: spec.cached_sendfile,
         };
         let (id, events) = (spec.id, spec.events.clone());
         if let Err(reason) = R::run(config, setup, move |rt| run(rt, spec)) {

@@ -44,6 +44,7 @@ pub(crate) struct Uring {
     pipes: Rc<PipePool>,
     deadlines: Rc<Deadlines>,
     timeouts: Timeouts,
+    cached_sendfile: bool,
 }
 
 /// A listening socket on the ring.
@@ -96,6 +97,7 @@ impl Runtime for Uring {
                 pipes: PipePool::for_shard(config.shards),
                 deadlines: Deadlines::new(),
                 timeouts: config.timeouts,
+                cached_sendfile: config.cached_sendfile,
             });
             driver::run(&ring, main(rt)).await;
             Ok(())
@@ -153,6 +155,7 @@ impl Runtime for Uring {
             self.pipes.clone(),
             self.deadlines.watch(),
             self.timeouts,
+            self.cached_sendfile,
         )
     }
 

@@ -20,6 +20,7 @@ pub(crate) mod cancel;
 #[cfg(test)]
 mod nop;
 mod openat2;
+mod poll;
 mod read;
 mod recv;
 mod send;
@@ -30,6 +31,7 @@ pub use accept::{Accept, AcceptMulti, accepted};
 #[cfg(test)]
 pub use nop::Nop;
 pub use openat2::OpenAt2;
+pub use poll::PollWritable;
 pub use read::Read;
 pub use recv::{Recv, RecvProvided};
 pub use send::Send;
