@@ -29,11 +29,13 @@
 #                   body): 4 KiB, 64 KiB, 1 MiB, the big file warm, and 4 KiB
 #                   beside 4 cold streams; the table then also compares
 #                   against nginx
+#   --ring-only     also a uring server with --cached-sendfile off (every
+#                   file byte through the ring), named uring-ring-only
 #   --out DIR       where results go (default bench-results/DATE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 rounds="" duration="" out="" extra=() c_echo=0 only="" http=0
+quick=0 rounds="" duration="" out="" extra=() c_echo=0 only="" http=0 ring_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift ;;
     --only) only="$2"; shift ;;
     --http) http=1 ;;
+    --ring-only) ring_only=1 ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -99,26 +102,30 @@ wait_port() {
 names=() spids=() eports=() fports=() ppids=() pports=()
 # HTTP servers: name, pid, port.
 hnames=() hpids=() hports=()
-start_ringlet() { # NAME BACKEND ECHO_PORT FILE_PORT PLAIN_PORT
-  local http_args=()
-  if [ "$http" = 1 ]; then http_args=(--http "127.0.0.1:$(( $3 + 3 ))"); fi
-  taskset -c "$server_cpus" "$bin" serve --backend "$2" --cores "$half" \
-    --echo "127.0.0.1:$3" --file "127.0.0.1:$4" --file-header --root "$data" "${http_args[@]}" \
-    2> "$out/server-$1.log" &
+start_ringlet() { # NAME BACKEND ECHO_PORT FILE_PORT PLAIN_PORT [SERVE ARGS...]
+  local http_args=() name=$1 backend=$2 e=$3 f=$4 pl=$5
+  shift 5
+  if [ "$http" = 1 ]; then http_args=(--http "127.0.0.1:$(( e + 3 ))"); fi
+  taskset -c "$server_cpus" "$bin" serve --backend "$backend" --cores "$half" "$@" \
+    --echo "127.0.0.1:$e" --file "127.0.0.1:$f" --file-header --root "$data" "${http_args[@]}" \
+    2> "$out/server-$name.log" &
   local pid=$!; pids+=("$pid")
-  taskset -c "$server_cpus" "$bin" serve --backend "$2" --cores "$half" \
-    --echo off --file "127.0.0.1:$5" --root "$data" \
-    2> "$out/server-$1-plain.log" &
+  taskset -c "$server_cpus" "$bin" serve --backend "$backend" --cores "$half" "$@" \
+    --echo off --file "127.0.0.1:$pl" --root "$data" \
+    2> "$out/server-$name-plain.log" &
   local plain=$!; pids+=("$plain")
-  wait_port "$3"; wait_port "$4"; wait_port "$5"
-  names+=("$1"); spids+=("$pid"); eports+=("$3"); fports+=("$4"); ppids+=("$plain"); pports+=("$5")
+  wait_port "$e"; wait_port "$f"; wait_port "$pl"
+  names+=("$name"); spids+=("$pid"); eports+=("$e"); fports+=("$f"); ppids+=("$plain"); pports+=("$pl")
   if [ "$http" = 1 ]; then
-    wait_port $(( $3 + 3 ))
-    hnames+=("$1"); hpids+=("$pid"); hports+=($(( $3 + 3 )))
+    wait_port $(( e + 3 ))
+    hnames+=("$name"); hpids+=("$pid"); hports+=($(( e + 3 )))
   fi
 }
 start_ringlet uring uring 17100 17101 17102
 start_ringlet epoll epoll 17200 17201 17202
+if [ "$ring_only" = 1 ]; then
+  start_ringlet uring-ring-only uring 17600 17601 17602 --cached-sendfile off
+fi
 if [ "$http" = 1 ]; then
   chmod 755 "$data"   # nginx's workers run as nobody
   for t in nginx wrk; do
@@ -293,7 +300,7 @@ done
 echo "== done in $(( $(date +%s) - started )) s" >&2
 
 {
-  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$http" = 1 ] && echo --http) --rounds $rounds --duration $duration"
+  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$http" = 1 ] && echo --http) $([ "$ring_only" = 1 ] && echo --ring-only) $([ -n "$only" ] && printf -- "--only '%s'" "$only") --rounds $rounds --duration $duration"
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r); server on CPUs $server_cpus, client on $client_cpus"
   echo
   "$bin" bench report "$raw" --chart "$out/chart.svg"

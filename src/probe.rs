@@ -57,6 +57,12 @@ pub struct Report {
     pub cpus: Vec<usize>,
 }
 
+/// Whether the uring backend can tell which parts of a file the page
+/// cache holds (`cachestat`, Linux 6.5), and so send them by `sendfile`.
+pub fn page_cache_visible() -> bool {
+    crate::pagecache::available()
+}
+
 impl Report {
     /// Look at this process and this kernel now.
     pub fn gather() -> Report {
@@ -282,7 +288,7 @@ impl Report {
             ),
             (
                 "file send",
-                if crate::pagecache::available() {
+                if page_cache_visible() {
                     "READ+SEND up to 16 KiB; larger: sendfile for each 2 MiB the page cache \
                      holds (cachestat), SPLICE file->pipe->socket on the ring for the rest"
                         .to_string()

@@ -298,8 +298,9 @@ fn files_of_every_size_around_the_switch_points_arrive_exact(backend: &str) {
     }
 }
 
-/// A file only partly in the page cache: the ring sends the cached chunks
-/// by `sendfile` and splices the evicted ones, in order, byte for byte.
+/// A file only partly in the page cache: the ring sends the chunks before
+/// the first evicted one by `sendfile` and splices the rest (a stream that
+/// met the disk stays on the ring), in order, byte for byte.
 fn a_file_partly_in_the_page_cache_arrives_exact(backend: &str) {
     let t = tree();
     let data = pattern(9 << 20, 41);

@@ -113,4 +113,16 @@ fn log_ready(server: &Server, args: &Serve, activated: bool) {
             );
         }
     }
+    let serves_files = ["file", "http"]
+        .iter()
+        .any(|name| server.local_addr(name).is_some());
+    if server.backend() == ringlet::Backend::Uring
+        && args.cached_sendfile
+        && serves_files
+        && !ringlet::probe::page_cache_visible()
+    {
+        info!(
+            "files leave through the ring only (splice or read and send): this kernel does not answer cachestat (Linux 6.5+; a seccomp filter may refuse it)"
+        );
+    }
 }
