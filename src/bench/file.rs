@@ -312,11 +312,24 @@ async fn read_answer(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<(
         );
     };
     let mut crc = crc32fast::Hasher::new();
-    let mut got = (filled - newline - 1) as u64;
+    let got = (filled - newline - 1) as u64;
     if got > size {
         bail!("more bytes than announced ({got} > {size})");
     }
     crc.update(&buf[newline + 1..filled]);
+    read_rest(stream, buf, got, size, &mut crc).await?;
+    Ok((size, crc.finalize()))
+}
+
+/// Read the rest of a body of `size` bytes of which `got` are in, into
+/// `crc`; the connection closing first is an error.
+pub(super) async fn read_rest(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    mut got: u64,
+    size: u64,
+    crc: &mut crc32fast::Hasher,
+) -> anyhow::Result<()> {
     while got < size {
         let want = ((size - got) as usize).min(buf.len());
         let n = stream.read(&mut buf[..want]).await?;
@@ -326,7 +339,7 @@ async fn read_answer(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<(
         crc.update(&buf[..n]);
         got += n as u64;
     }
-    Ok((size, crc.finalize()))
+    Ok(())
 }
 
 /// Drop a local file's pages from the page cache.

@@ -84,15 +84,8 @@ pub async fn read_answer(
                     "more bytes than the Content-Length of {size} ({got}, one request in flight)"
                 );
             }
-            while got < size {
-                let want = ((size - got) as usize).min(buf.len());
-                let n = stream.read(&mut buf[..want]).await?;
-                if n == 0 {
-                    bail!("the server closed after {got} of {size} bytes");
-                }
-                crc.update(&buf[..n]);
-                got += n as u64;
-            }
+            super::file::read_rest(stream, buf, got, size, &mut crc).await?;
+            got = size;
         }
         // No length: the body ends with the connection (a reset is an error).
         None => loop {
