@@ -22,8 +22,8 @@
 //! a chunk that needs the disk goes by `splice`, file → pipe → socket,
 //! through the ring, whose io-wq workers wait on the disk instead of the
 //! core, and the stream stays on the ring for its rest (pages whose
-//! readahead is still in flight count as cached). The pipe comes from the shard's [`PipePool`]
-//! (sized to the file), and when the pool is spent (the kernel's
+//! readahead is still in flight count as cached). The pipe comes from the
+//! shard's [`PipePool`] (sized to the file), and when the pool is spent (the kernel's
 //! `pipe-user-pages-soft` budget) a stream falls back to ring reads and
 //! sends. `--cached-sendfile off` (or a kernel without `cachestat`) sends
 //! every chunk through the ring.
@@ -182,7 +182,7 @@ impl RingConn {
     /// Send `len` bytes of `file` from `at` by `sendfile(2)` on this thread,
     /// if `cachestat` says the page cache holds every one of them (a copy of
     /// page references, no disk, no io-wq hop; the socket is non-blocking
-    /// for the call, and a full socket is waited for through the ring).
+    /// meanwhile, and a full socket is waited for through the ring).
     /// `None`: not in the cache, or the kernel cannot tell; nothing sent.
     async fn sendfile_cached(
         &mut self,
