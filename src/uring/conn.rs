@@ -23,9 +23,9 @@
 //! through the ring, whose io-wq workers wait on the disk instead of the
 //! core, and the stream stays on the ring for its rest (pages whose
 //! readahead is still in flight count as cached). The pipe comes from the
-//! shard's [`PipePool`] (sized to the file), and when the pool is spent (the kernel's
-//! `pipe-user-pages-soft` budget) a stream falls back to ring reads and
-//! sends. `--cached-sendfile off` (or a kernel without `cachestat`) sends
+//! shard's [`PipePool`] (sized to the file), and when the pool is spent
+//! (the kernel's `pipe-user-pages-soft` budget) a stream falls back to ring
+//! reads and sends. `--cached-sendfile off` (or a kernel without `cachestat`) sends
 //! every chunk through the ring.
 //!
 //! The socket, the file and the pipe are [`SharedFd`]s: each operation holds
