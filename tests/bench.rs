@@ -24,6 +24,13 @@ fn bench(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// `ringlet bench file --addr ADDR --path PATH ARGS...`.
+fn bench_file(addr: &str, path: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["file", "--addr", addr, "--path", path];
+    all.extend_from_slice(args);
+    bench(&all)
+}
+
 fn json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
@@ -76,20 +83,19 @@ fn file_checks_length_and_content(backend: &str) {
     );
     let addr = server.file().to_string();
     let local = dir.path().join("f.bin");
-    let (code, out, err) = bench(&[
-        "file",
-        "--addr",
+    let (code, out, err) = bench_file(
         &addr,
-        "--path",
         "/f.bin",
-        "--expect",
-        local.to_str().unwrap(),
-        "--conns",
-        "4",
-        "--duration",
-        "0.5",
-        "--json",
-    ]);
+        &[
+            "--expect",
+            local.to_str().unwrap(),
+            "--conns",
+            "4",
+            "--duration",
+            "0.5",
+            "--json",
+        ],
+    );
     assert_eq!(code, Some(0), "{err}");
     let v = json(&out);
     assert_eq!(v["errors"], 0, "{out}");
@@ -102,19 +108,18 @@ fn file_checks_length_and_content(backend: &str) {
     // A different local copy: every answer is reported as wrong.
     let other = dir.path().join("other.bin");
     std::fs::write(&other, pattern(300_000, 6)).unwrap();
-    let (code, _, err) = bench(&[
-        "file",
-        "--addr",
+    let (code, _, err) = bench_file(
         &addr,
-        "--path",
         "/f.bin",
-        "--expect",
-        other.to_str().unwrap(),
-        "--conns",
-        "1",
-        "--duration",
-        "0.3",
-    ]);
+        &[
+            "--expect",
+            other.to_str().unwrap(),
+            "--conns",
+            "1",
+            "--duration",
+            "0.3",
+        ],
+    );
     assert_ne!(code, Some(0));
     assert!(err.contains("differs from the reference"), "{err}");
 }
@@ -132,20 +137,19 @@ fn file_plain_mode_is_detected_and_checked(backend: &str) {
     );
     let addr = server.file().to_string();
     let local = dir.path().join("f.bin");
-    let (code, out, err) = bench(&[
-        "file",
-        "--addr",
+    let (code, out, err) = bench_file(
         &addr,
-        "--path",
         "f.bin",
-        "--expect",
-        local.to_str().unwrap(),
-        "--conns",
-        "4",
-        "--duration",
-        "0.5",
-        "--json",
-    ]);
+        &[
+            "--expect",
+            local.to_str().unwrap(),
+            "--conns",
+            "4",
+            "--duration",
+            "0.5",
+            "--json",
+        ],
+    );
     assert_eq!(code, Some(0), "{err}");
     let v = json(&out);
     assert_eq!(v["config"]["mode"], "plain", "{out}");
@@ -156,38 +160,29 @@ fn file_plain_mode_is_detected_and_checked(backend: &str) {
     // A wrong local copy is caught in plain mode too.
     let other = dir.path().join("other.bin");
     std::fs::write(&other, pattern(70_000, 10)).unwrap();
-    let (code, _, err) = bench(&[
-        "file",
-        "--addr",
+    let (code, _, err) = bench_file(
         &addr,
-        "--path",
         "f.bin",
-        "--expect",
-        other.to_str().unwrap(),
-        "--mode",
-        "plain",
-        "--conns",
-        "1",
-        "--duration",
-        "0.3",
-    ]);
+        &[
+            "--expect",
+            other.to_str().unwrap(),
+            "--mode",
+            "plain",
+            "--conns",
+            "1",
+            "--duration",
+            "0.3",
+        ],
+    );
     assert_ne!(code, Some(0));
     assert!(err.contains("differs from the reference"), "{err}");
 
     // Framed against plain: one readable line, never the file's raw bytes.
-    let (code, _, err) = bench(&[
-        "file",
-        "--addr",
+    let (code, _, err) = bench_file(
         &addr,
-        "--path",
         "f.bin",
-        "--mode",
-        "framed",
-        "--conns",
-        "1",
-        "--duration",
-        "0.3",
-    ]);
+        &["--mode", "framed", "--conns", "1", "--duration", "0.3"],
+    );
     assert_ne!(code, Some(0));
     assert!(
         err.contains("expected a status line `OK <size>`, got \""),
@@ -202,17 +197,7 @@ fn file_plain_mode_is_detected_and_checked(backend: &str) {
     assert!(!err.contains('\u{fffd}'), "raw binary in the error: {err}");
 
     // A missing file in plain mode: the close with nothing is explained.
-    let (code, _, err) = bench(&[
-        "file",
-        "--addr",
-        &addr,
-        "--path",
-        "nope",
-        "--conns",
-        "1",
-        "--duration",
-        "0.3",
-    ]);
+    let (code, _, err) = bench_file(&addr, "nope", &["--conns", "1", "--duration", "0.3"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("closed without a byte"), "{err}");
 }
@@ -239,22 +224,21 @@ fn file_http_mode_fetches_and_checks(backend: &str) {
     let addr = server.http().to_string();
     let local = dir.path().join("f.bin");
     for mode in ["http", "auto"] {
-        let (code, out, err) = bench(&[
-            "file",
-            "--addr",
+        let (code, out, err) = bench_file(
             &addr,
-            "--path",
             "/f.bin",
-            "--expect",
-            local.to_str().unwrap(),
-            "--mode",
-            mode,
-            "--conns",
-            "4",
-            "--duration",
-            "0.5",
-            "--json",
-        ]);
+            &[
+                "--expect",
+                local.to_str().unwrap(),
+                "--mode",
+                mode,
+                "--conns",
+                "4",
+                "--duration",
+                "0.5",
+                "--json",
+            ],
+        );
         assert_eq!(code, Some(0), "{mode}: {err}");
         let v = json(&out);
         assert_eq!(v["config"]["mode"], "http", "{out}");
@@ -265,37 +249,28 @@ fn file_http_mode_fetches_and_checks(backend: &str) {
 
     let other = dir.path().join("other.bin");
     std::fs::write(&other, pattern(70_000, 12)).unwrap();
-    let (code, _, err) = bench(&[
-        "file",
-        "--addr",
+    let (code, _, err) = bench_file(
         &addr,
-        "--path",
         "/f.bin",
-        "--expect",
-        other.to_str().unwrap(),
-        "--mode",
-        "http",
-        "--conns",
-        "1",
-        "--duration",
-        "0.3",
-    ]);
+        &[
+            "--expect",
+            other.to_str().unwrap(),
+            "--mode",
+            "http",
+            "--conns",
+            "1",
+            "--duration",
+            "0.3",
+        ],
+    );
     assert_ne!(code, Some(0));
     assert!(err.contains("differs from the reference"), "{err}");
 
-    let (code, _, err) = bench(&[
-        "file",
-        "--addr",
+    let (code, _, err) = bench_file(
         &addr,
-        "--path",
         "/nope",
-        "--mode",
-        "http",
-        "--conns",
-        "1",
-        "--duration",
-        "0.3",
-    ]);
+        &["--mode", "http", "--conns", "1", "--duration", "0.3"],
+    );
     assert_ne!(code, Some(0));
     assert!(
         err.contains("GET /nope: the server answered 404 Not Found"),
@@ -423,20 +398,19 @@ fn http_server(answer: &'static [u8], one_each: bool) -> (String, Arc<AtomicUsiz
 fn http_mode_reconnects_on_close_and_catches_a_cut_body() {
     // Keep-alive: two connections carry every request.
     let (kept, accepted) = http_server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false);
-    let (code, out, err) = bench(&[
-        "file",
-        "--addr",
+    let (code, out, err) = bench_file(
         &kept,
-        "--path",
         "/x",
-        "--mode",
-        "http",
-        "--conns",
-        "2",
-        "--duration",
-        "0.5",
-        "--json",
-    ]);
+        &[
+            "--mode",
+            "http",
+            "--conns",
+            "2",
+            "--duration",
+            "0.5",
+            "--json",
+        ],
+    );
     assert_eq!(code, Some(0), "{err}");
     let v = json(&out);
     assert_eq!(v["errors"], 0, "{out}");
@@ -448,20 +422,19 @@ fn http_mode_reconnects_on_close_and_catches_a_cut_body() {
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
         true,
     );
-    let (code, out, err) = bench(&[
-        "file",
-        "--addr",
+    let (code, out, err) = bench_file(
         &whole,
-        "--path",
         "/x",
-        "--mode",
-        "http",
-        "--conns",
-        "1",
-        "--duration",
-        "0.5",
-        "--json",
-    ]);
+        &[
+            "--mode",
+            "http",
+            "--conns",
+            "1",
+            "--duration",
+            "0.5",
+            "--json",
+        ],
+    );
     assert_eq!(code, Some(0), "{err}");
     let v = json(&out);
     assert_eq!(v["errors"], 0, "{out}");
@@ -474,19 +447,11 @@ fn http_mode_reconnects_on_close_and_catches_a_cut_body() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly fifty bytes of the hundred announced.........",
         true,
     );
-    let (code, _, err) = bench(&[
-        "file",
-        "--addr",
+    let (code, _, err) = bench_file(
         &cut,
-        "--path",
         "/x",
-        "--mode",
-        "http",
-        "--conns",
-        "1",
-        "--duration",
-        "0.3",
-    ]);
+        &["--mode", "http", "--conns", "1", "--duration", "0.3"],
+    );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("closed after 50 of 100 bytes"), "{err}");
 }
