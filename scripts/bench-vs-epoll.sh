@@ -27,8 +27,10 @@
 #                   one worker per server CPU), measured by wrk and by
 #                   `ringlet bench file --mode http` (which checks every
 #                   body): 4 KiB, 64 KiB, 1 MiB, the big file warm, and 4 KiB
-#                   beside 4 cold streams; the table then also compares
-#                   against nginx
+#                   beside 4 cold streams (by wrk also with 5 ms between a
+#                   connection's requests: latency at a fixed load rather
+#                   than a saturating closed loop's queue); the table then
+#                   also compares against nginx
 #   --ring-only     also a uring server with --cached-sendfile off (every
 #                   file byte through the ring), named uring-ring-only
 #   --out DIR       where results go (default bench-results/DATE)
@@ -181,8 +183,8 @@ cpu_ticks() {
 
 # wrk's report as one JSON outcome like ringlet bench's (latencies in µs;
 # errors: socket errors plus non-2xx/3xx answers).
-wrk_json() { # DURATION CONNS URL
-  taskset -c "$client_cpus" wrk -t "$client_threads" -c "$2" -d "${1}s" --latency "$3" | awk -v d="$1" -v c="$2" -v url="$3" '
+wrk_json() { # DURATION CONNS URL [WRK ARGS...]
+  taskset -c "$client_cpus" wrk -t "$client_threads" -c "$2" -d "${1}s" --latency "${@:4}" "$3" | awk -v d="$1" -v c="$2" -v url="$3" '
     function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1000000; return v }
     function mb(v) { if (v ~ /GB$/) return v * 1024; if (v ~ /MB$/) return v + 0; if (v ~ /KB$/) return v / 1024; return v / 1048576 }
     /^ +50%/ { p50 = us($2) } /^ +99%/ { p99 = us($2) }
@@ -194,33 +196,37 @@ wrk_json() { # DURATION CONNS URL
     END { printf "{\"kind\":\"http\",\"config\":{\"url\":\"%s\",\"conns\":%d,\"client\":\"wrk\"},\"seconds\":%s,\"messages\":%d,\"bytes\":0,\"per_second\":%s,\"mb_per_second\":%s,\"latency_us\":{\"p50\":%d,\"p99\":%d,\"p999\":%d,\"max\":%d},\"errors\":%d,\"error_samples\":[]}\n", url, c, d, n, rps + 0, tput + 0, p50, p99, p99, max, err + 0 }'
 }
 
-# run_http_case NAME CLIENT PATH CONNS [cold] — every HTTP server in turn,
-# measured by CLIENT: wrk (status codes only) or ringlet (`ringlet bench file
-# --mode http`, every body checked against the file).
+# run_http_case NAME CLIENT PATH CONNS [cold] [PAUSE_MS] — every HTTP server
+# in turn, measured by CLIENT: wrk (status codes only) or ringlet (`ringlet
+# bench file --mode http`, every body checked against the file). cold: 4
+# streams of a file evicted before each request run beside, received by one
+# `ringlet bench` on the client CPUs (as in the echo case beside cold
+# streams). PAUSE_MS (wrk only): each connection waits that long between
+# answer and next request, so the latency is the server's, not the queue
+# of a saturating closed loop.
 run_http_case() {
-  local case=$1 client=$2 path=$3 conns=$4 cold=${5:-}
+  local case=$1 client=$2 path=$3 conns=$4 cold=${5:-} pause=${6:-}
   if [ -n "$only" ] && ! grep -qE "$only" <<< "$case"; then return 0; fi
   for i in "${!hnames[@]}"; do
     local name=${hnames[$i]} pid=${hpids[$i]} p=${hports[$i]}
-    local before after result streamers=()
+    local before after result streamer=""
     if [ -n "$cold" ]; then
-      for _ in 1 2 3 4; do
-        ( end=$(( $(date +%s) + duration + 1 ))
-          while [ "$(date +%s)" -lt "$end" ]; do
-            dd if="$data/cold.bin" iflag=nocache count=0 status=none
-            taskset -c "$client_cpus" curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$p/cold.bin" || true
-          done ) &
-        streamers+=($!)
-      done
+      bench file --mode http --addr "127.0.0.1:$p" --path /cold.bin --evict "$data/cold.bin" --conns 4 > /dev/null &
+      streamer=$!
     fi
     before=$(cpu_ticks "$pid")
     if [ "$client" = wrk ]; then
-      result=$(wrk_json "$duration" "$conns" "http://127.0.0.1:$p$path")
+      local script=()
+      if [ -n "$pause" ]; then
+        echo "function delay() return $pause end" > "$out/pause.lua"
+        script=(-s "$out/pause.lua")
+      fi
+      result=$(wrk_json "$duration" "$conns" "http://127.0.0.1:$p$path" "${script[@]}")
     else
       result=$(bench file --mode http --addr "127.0.0.1:$p" --path "$path" --expect "$data$path" --conns "$conns")
     fi
     after=$(cpu_ticks "$pid")
-    for s in "${streamers[@]}"; do wait "$s" || true; done
+    if [ -n "$streamer" ]; then wait "$streamer" || true; fi
     local cpu; cpu=$(awk -v t=$(( after - before )) -v c="$clk" 'BEGIN { printf "%.4f", t / c }')
     printf '{"case":"%s","server":"%s","round":%d,"server_cpu_s":%s,"outcome":%s}\n' \
       "$case" "$name" "$round" "$cpu" "$result" >> "$raw"
@@ -294,6 +300,9 @@ for round in $(seq 0 $(( rounds - 1 ))); do
       cat "$data/big.bin" > /dev/null   # warm
       run_http_case "http ${big_mib} MiB warm, 1 conn ($label)" "$client" /big.bin 1
       run_http_case "http 4 KiB, 10 conns beside 4 cold streams ($label)" "$client" /small.bin 10 cold
+      if [ "$client" = wrk ]; then
+        run_http_case "http 4 KiB, 10 conns 5 ms apart beside 4 cold streams (wrk)" wrk /small.bin 10 cold 5
+      fi
     done
   fi
 done
