@@ -2,8 +2,9 @@
 # bench-vs-epoll.sh — ringlet's io_uring backend against its epoll backend
 # (and any other echo server you add), side by side, on this machine.
 #
-# The server runs pinned to the first half of the CPUs this shell may use, the
-# load generator (`ringlet bench`) to the other half. Every case runs against
+# The server runs pinned to the first half of the CPUs this shell may use (or
+# the first N, --server-cpus), the load generator (`ringlet bench`, wrk) to
+# the rest. Every case runs against
 # every server in turn, round after round (A B A B ...), so drift hits all
 # servers alike. For each run it records the load generator's verified figures
 # and the server's CPU seconds (utime+stime from /proc/PID/stat), then prints
@@ -31,13 +32,17 @@
 #                   connection's requests: latency at a fixed load rather
 #                   than a saturating closed loop's queue); the table then
 #                   also compares against nginx
+#   --server-cpus N the server (its shards, nginx's workers) on the first N
+#                   CPUs, the clients on all the others (default: half). With
+#                   many CPUs, 1 makes the server the bottleneck, where on 2
+#                   CPUs the client shares the limit
 #   --ring-only     also a uring server with --cached-sendfile off (every
 #                   file byte through the ring), named uring-ring-only
 #   --out DIR       where results go (default bench-results/DATE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 rounds="" duration="" out="" extra=() c_echo=0 only="" http=0 ring_only=0
+quick=0 rounds="" duration="" out="" extra=() c_echo=0 only="" http=0 ring_only=0 server_n=
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -49,6 +54,7 @@ while [ $# -gt 0 ]; do
     --only) only="$2"; shift ;;
     --http) http=1 ;;
     --ring-only) ring_only=1 ;;
+    --server-cpus) server_n="$2"; shift ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -57,6 +63,7 @@ done
 if [ "$quick" = 1 ]; then rounds=${rounds:-1}; duration=${duration:-1}; else rounds=${rounds:-3}; duration=${duration:-4}; fi
 out=${out:-bench-results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)   # absolute: nginx resolves relative paths from its prefix
 raw="$out/raw.jsonl"; : > "$raw"
 
 echo "== building release" >&2
@@ -71,7 +78,10 @@ fi
 mapfile -t cpus < <(python3 -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))' 2>/dev/null || seq 0 $(( $(nproc) - 1 )))
 n=${#cpus[@]}
 if [ "$n" -lt 2 ]; then echo "need at least 2 CPUs to keep server and client apart" >&2; exit 1; fi
-half=$(( n / 2 ))
+half=${server_n:-$(( n / 2 ))}
+if ! [ "$half" -ge 1 ] 2>/dev/null || [ "$half" -ge "$n" ]; then
+  echo "--server-cpus must be between 1 and $(( n - 1 )) here ($n CPUs)" >&2; exit 2
+fi
 server_cpus=$(IFS=,; echo "${cpus[*]:0:$half}")
 client_cpus=$(IFS=,; echo "${cpus[*]:$half}")
 client_threads=$(( n - half ))
@@ -309,7 +319,7 @@ done
 echo "== done in $(( $(date +%s) - started )) s" >&2
 
 {
-  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$http" = 1 ] && echo --http) $([ "$ring_only" = 1 ] && echo --ring-only) $([ -n "$only" ] && printf -- "--only '%s'" "$only") --rounds $rounds --duration $duration"
+  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$http" = 1 ] && echo --http) $([ "$ring_only" = 1 ] && echo --ring-only) $([ -n "$server_n" ] && echo --server-cpus "$server_n") $([ -n "$only" ] && printf -- "--only '%s'" "$only") --rounds $rounds --duration $duration" | tr -s ' '
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r); server on CPUs $server_cpus, client on $client_cpus"
   echo
   "$bin" bench report "$raw" --chart "$out/chart.svg"
