@@ -12,11 +12,15 @@
 # difference real only when every round agrees), and writes the raw results
 # (JSON lines) and a chart (SVG).
 #
-# Usage: scripts/bench-vs-epoll.sh [--quick] [--rounds N] [--duration S]
+# Usage: scripts/bench-vs-epoll.sh [--quick] [--rounds N] [--duration S] [--big-duration S]
 #            [--server NAME='CMD {port}']... [--out DIR]
 #   --quick         fewer cases, 1 round, 1 s runs (about 1 minute)
 #   --rounds N      rounds per case (default 3; 1 with --quick)
 #   --duration S    seconds per run (default 4; 1 with --quick)
+#   --big-duration S  seconds per run of the big warm file cases (default:
+#                   --duration). One stream moves 1 GiB in about a second, so
+#                   4 s give one or two requests: CPU per request then moves
+#                   in steps of 50%; 20 s give a figure
 #   --server N='C'  also run echo cases against command C, with {port}
 #                   replaced by the port it must listen on (line echo server)
 #   --c-echo        also run scripts/c-echo/epoll_echo.c (built with ${CC:-cc} -O2),
@@ -42,12 +46,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 rounds="" duration="" out="" extra=() c_echo=0 only="" http=0 ring_only=0 server_n=
+quick=0 rounds="" duration="" big_duration="" out="" extra=() c_echo=0 only="" http=0 ring_only=0 server_n=
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --rounds) rounds="$2"; shift ;;
     --duration) duration="$2"; shift ;;
+    --big-duration) big_duration="$2"; shift ;;
     --server) extra+=("$2"); shift ;;
     --c-echo) c_echo=1 ;;
     --out) out="$2"; shift ;;
@@ -61,6 +66,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ "$quick" = 1 ]; then rounds=${rounds:-1}; duration=${duration:-1}; else rounds=${rounds:-3}; duration=${duration:-4}; fi
+big_duration=${big_duration:-$duration}
 out=${out:-bench-results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)   # absolute: nginx resolves relative paths from its prefix
@@ -299,7 +305,7 @@ for round in $(seq 0 $(( rounds - 1 ))); do
   run_case "plain file 4 KiB, 100 clients (connection per request)" plain file --mode plain --addr '127.0.0.1:{P}' --path /small.bin --expect "$data/small.bin" --conns 100
   run_case "plain file 1 MiB, 10 clients (connection per request)" plain file --mode plain --addr '127.0.0.1:{P}' --path /mid.bin --expect "$data/mid.bin" --conns 10
   cat "$data/big.bin" > /dev/null   # warm
-  run_case "file ${big_mib} MiB warm, 1 stream" file file --addr '127.0.0.1:{F}' --path /big.bin --expect "$data/big.bin" --conns 1
+  duration=$big_duration run_case "file ${big_mib} MiB warm, 1 stream" file file --addr '127.0.0.1:{F}' --path /big.bin --expect "$data/big.bin" --conns 1
   run_case "echo 64 B at 2k msg/s beside 4 cold file streams" mixed echo --addr '127.0.0.1:{E}' --conns 10 --size 64 --rate 2000
   if [ "$http" = 1 ]; then
     for client in wrk ringlet; do
@@ -308,7 +314,7 @@ for round in $(seq 0 $(( rounds - 1 ))); do
       run_http_case "http 64 KiB, 100 conns ($label)" "$client" /medium.bin 100
       run_http_case "http 1 MiB, 10 conns ($label)" "$client" /mid.bin 10
       cat "$data/big.bin" > /dev/null   # warm
-      run_http_case "http ${big_mib} MiB warm, 1 conn ($label)" "$client" /big.bin 1
+      duration=$big_duration run_http_case "http ${big_mib} MiB warm, 1 conn ($label)" "$client" /big.bin 1
       run_http_case "http 4 KiB, 10 conns beside 4 cold streams ($label)" "$client" /small.bin 10 cold
       if [ "$client" = wrk ]; then
         run_http_case "http 4 KiB, 10 conns 5 ms apart beside 4 cold streams (wrk)" wrk /small.bin 10 cold 5
@@ -319,7 +325,7 @@ done
 echo "== done in $(( $(date +%s) - started )) s" >&2
 
 {
-  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$http" = 1 ] && echo --http) $([ "$ring_only" = 1 ] && echo --ring-only) $([ -n "$server_n" ] && echo --server-cpus "$server_n") $([ -n "$only" ] && printf -- "--only '%s'" "$only") --rounds $rounds --duration $duration" | tr -s ' '
+  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$http" = 1 ] && echo --http) $([ "$ring_only" = 1 ] && echo --ring-only) $([ -n "$server_n" ] && echo --server-cpus "$server_n") $([ -n "$only" ] && printf -- "--only '%s'" "$only") --rounds $rounds --duration $duration $([ "$big_duration" != "$duration" ] && echo --big-duration "$big_duration")" | tr -s ' '
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r); server on CPUs $server_cpus, client on $client_cpus"
   echo
   "$bin" bench report "$raw" --chart "$out/chart.svg"
