@@ -13,6 +13,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const SYS_CACHESTAT: libc::c_long = 451;
 const PAGE: u64 = 4096;
 
+#[cfg(test)]
+thread_local! {
+    /// `cachestat` calls made by this thread (tests count them).
+    static ASKED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times this thread has asked the kernel (tests only).
+#[cfg(test)]
+pub(crate) fn asked_here() -> u64 {
+    ASKED.with(|n| n.get())
+}
+
 /// Set once `cachestat` is known to be missing here.
 static MISSING: AtomicBool = AtomicBool::new(false);
 
@@ -43,6 +55,8 @@ pub fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> Option<bool> {
     if MISSING.load(Ordering::Relaxed) {
         return None;
     }
+    #[cfg(test)]
+    ASKED.with(|n| n.set(n.get() + 1));
     let range = Range { off: offset, len };
     let mut stat = Stat::default();
     // SAFETY: `range` and `stat` are live, properly laid out (the kernel's

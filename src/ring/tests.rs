@@ -53,7 +53,7 @@ async fn settle(ring: &Ring) {
 }
 
 /// As [`run`], handing a value back out of the executor.
-fn run_returning<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+pub(crate) fn run_returning<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
     f: impl FnOnce(Ring) -> F + Send + 'static,
 ) -> T {
     run_on(|| Ring::new(256), f)

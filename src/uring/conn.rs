@@ -184,13 +184,17 @@ impl RingConn {
     /// page references, no disk, no io-wq hop; the socket is non-blocking
     /// meanwhile, and a full socket is waited for through the ring).
     /// `None`: not in the cache, or the kernel cannot tell; nothing sent.
+    /// `known_cached`: the caller has just asked `cachestat` about this range.
     async fn sendfile_cached(
         &mut self,
         file: &SharedFd,
         at: u64,
         len: u64,
+        known_cached: bool,
     ) -> io::Result<Option<u64>> {
-        if !self.cached_sendfile || pagecache::resident(file.as_fd(), at, len) != Some(true) {
+        if !self.cached_sendfile
+            || !(known_cached || pagecache::resident(file.as_fd(), at, len) == Some(true))
+        {
             return Ok(None);
         }
         let nonblocking = NonBlocking::set(&self.fd)?;
@@ -279,6 +283,66 @@ impl RingConn {
         }
         Ok(off)
     }
+
+    /// The body of [`Connection::send_file`]. `first_cached`: the caller has
+    /// just found the first chunk in the page cache (asked once, not twice).
+    async fn stream_file(&mut self, file: RegularFile, first_cached: bool) -> io::Result<u64> {
+        let (start, size) = (file.start(), file.size());
+        let file = SharedFd::new(file.into_fd());
+        // The kernel runs every splice on an io-wq thread; a small file read
+        // from the page cache and sent both complete inline, with no hop.
+        if size <= SMALL_FILE {
+            return self.read_send_file(&file, start, size).await;
+        }
+        // Chunk by chunk: what the page cache holds goes out by `sendfile`
+        // here, what it does not through the ring (taken on first need: a
+        // pipe, or else reads and sends). A stream that met the disk once
+        // stays on the ring: the kernel's readahead is filling the pages
+        // after it, and `cachestat` counts a page whose read is still in
+        // flight as cached, where a `sendfile` would wait for the disk.
+        let mut cold = false;
+        let mut pipe: Option<Option<Pipe>> = None;
+        let mut pipe_empty = true;
+        let mut off = 0u64;
+        let res = loop {
+            if off >= size {
+                break Ok(off);
+            }
+            let want = (size - off).min(CACHED_CHUNK);
+            if !cold {
+                let known = first_cached && off == 0;
+                match self.sendfile_cached(&file, start + off, want, known).await {
+                    Ok(Some(0)) => break Ok(off), // the file shrank
+                    Ok(Some(n)) => {
+                        off += n;
+                        // Every other task's turn (see CACHED_TURN).
+                        futures_lite::future::yield_now().await;
+                        continue;
+                    }
+                    Ok(None) => cold = true,
+                    Err(e) => break Err(e),
+                }
+            }
+            let taken = pipe.get_or_insert_with(|| self.pipes.take(size));
+            let moved = match taken {
+                Some(p) => {
+                    let (moved, empty) = self.splice_file(&file, start + off, want, p).await;
+                    pipe_empty = empty;
+                    moved
+                }
+                None => self.read_send_file(&file, start + off, want).await,
+            };
+            match moved {
+                Ok(0) => break Ok(off),
+                Ok(n) => off += n,
+                Err(e) => break Err(e),
+            }
+        };
+        if let Some(Some(p)) = pipe {
+            self.pipes.give_back(p, pipe_empty && res.is_ok());
+        }
+        res
+    }
 }
 
 impl Socket for RingConn {
@@ -362,60 +426,7 @@ impl Connection for RingConn {
     }
 
     async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
-        let (start, size) = (file.start(), file.size());
-        let file = SharedFd::new(file.into_fd());
-        // The kernel runs every splice on an io-wq thread; a small file read
-        // from the page cache and sent both complete inline, with no hop.
-        if size <= SMALL_FILE {
-            return self.read_send_file(&file, start, size).await;
-        }
-        // Chunk by chunk: what the page cache holds goes out by `sendfile`
-        // here, what it does not through the ring (taken on first need: a
-        // pipe, or else reads and sends). A stream that met the disk once
-        // stays on the ring: the kernel's readahead is filling the pages
-        // after it, and `cachestat` counts a page whose read is still in
-        // flight as cached, where a `sendfile` would wait for the disk.
-        let mut cold = false;
-        let mut pipe: Option<Option<Pipe>> = None;
-        let mut pipe_empty = true;
-        let mut off = 0u64;
-        let res = loop {
-            if off >= size {
-                break Ok(off);
-            }
-            let want = (size - off).min(CACHED_CHUNK);
-            if !cold {
-                match self.sendfile_cached(&file, start + off, want).await {
-                    Ok(Some(0)) => break Ok(off), // the file shrank
-                    Ok(Some(n)) => {
-                        off += n;
-                        // Every other task's turn (see CACHED_TURN).
-                        futures_lite::future::yield_now().await;
-                        continue;
-                    }
-                    Ok(None) => cold = true,
-                    Err(e) => break Err(e),
-                }
-            }
-            let taken = pipe.get_or_insert_with(|| self.pipes.take(size));
-            let moved = match taken {
-                Some(p) => {
-                    let (moved, empty) = self.splice_file(&file, start + off, want, p).await;
-                    pipe_empty = empty;
-                    moved
-                }
-                None => self.read_send_file(&file, start + off, want).await,
-            };
-            match moved {
-                Ok(0) => break Ok(off),
-                Ok(n) => off += n,
-                Err(e) => break Err(e),
-            }
-        };
-        if let Some(Some(p)) = pipe {
-            self.pipes.give_back(p, pipe_empty && res.is_ok());
-        }
-        res
+        self.stream_file(file, false).await
     }
 
     /// A small file is read in behind the head and goes out in the same
@@ -426,9 +437,9 @@ impl Connection for RingConn {
             // A head in front of a file from the page cache is held back
             // (MSG_MORE) to leave in the same segment as the file's first
             // bytes; sent here, at once, when the socket has room for it.
-            let direct = if self.cached_sendfile
-                && pagecache::resident(file.as_fd(), start, size.min(CACHED_CHUNK)) == Some(true)
-            {
+            let cached = self.cached_sendfile
+                && pagecache::resident(file.as_fd(), start, size.min(CACHED_CHUNK)) == Some(true);
+            let direct = if cached {
                 send_nonblocking(&self.fd, head.filled(), libc::MSG_MORE).unwrap_or(0)
             } else {
                 0
@@ -439,9 +450,9 @@ impl Connection for RingConn {
                 if let Err(e) = res {
                     return (Err(e), b);
                 }
-                return (self.send_file(file).await, b);
+                return (self.stream_file(file, cached).await, b);
             }
-            return (self.send_file(file).await, head);
+            return (self.stream_file(file, cached).await, head);
         }
         let file = SharedFd::new(file.into_fd());
         let mut b = Buf::with_capacity(SMALL_FILE as usize + HEAD_ROOM);
@@ -513,5 +524,70 @@ fn read_error(e: io::Error, idle: Duration, by_deadline: bool) -> io::Error {
         timed_out(idle, by_deadline)
     } else {
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::ring::deadline::Deadlines;
+    use crate::ring::tests::run_returning;
+
+    /// An answer's head in front of a file from the page cache: the file's
+    /// first chunk is asked about once (the head's `MSG_MORE` decision), not
+    /// again when the stream starts; every byte arrives, head first.
+    #[test]
+    fn a_cached_file_behind_a_head_asks_the_page_cache_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let body: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("f"), &body).unwrap(); // in the cache now
+        let root = Root::open(dir.path()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            TcpStream::connect(addr)
+                .unwrap()
+                .read_to_end(&mut got)
+                .unwrap();
+            got
+        });
+        let (sent, asked) = run_returning(move |ring| async move {
+            let (sock, _) = listener.accept().unwrap();
+            let mut conn = RingConn::accepted(
+                sock.into(),
+                ring,
+                PipePool::for_shard(1),
+                Deadlines::new().watch(),
+                Timeouts::default(),
+                true,
+            )
+            .unwrap();
+            let file = root.open_file(b"f").unwrap();
+            let mut head = Buf::with_capacity(64);
+            head.extend_from_slice(b"HEAD\r\n");
+            let before = pagecache::asked_here();
+            let (sent, _) = conn.send_file_after(head, file).await;
+            (sent.unwrap(), pagecache::asked_here() - before)
+        });
+        assert_eq!(sent, body.len() as u64);
+        let got = client.join().unwrap();
+        assert!(
+            got.starts_with(b"HEAD\r\n") && got[6..] == body[..],
+            "{} bytes",
+            got.len()
+        );
+        if pagecache::resident(
+            std::fs::File::open(dir.path().join("f")).unwrap().as_fd(),
+            0,
+            1,
+        )
+        .is_some()
+        {
+            assert_eq!(asked, 1, "cachestat calls for one answer");
+        }
     }
 }
