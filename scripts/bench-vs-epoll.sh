@@ -7,13 +7,18 @@
 # the rest. Every case runs against
 # every server in turn, round after round (A B A B ...), so drift hits all
 # servers alike. For each run it records the load generator's verified figures
-# and the server's CPU seconds (utime+stime from /proc/PID/stat), then prints
+# and the server's CPU seconds (utime+stime from /proc/PID/stat) and the busy
+# seconds of the client's CPUs (/proc/stat: the load generator and the
+# kernel's work there; on loopback the TCP work of a segment runs on the CPU
+# that sends it, so a big stream's cost is only honest as the two together;
+# in the fixed-rate echo cases the pacer spins the last millisecond before
+# each send, so the client's CPUs are busy there by design), then prints
 # one markdown table (medians, min–max, ratios, and a verdict that calls a
 # difference real only when every round agrees), and writes the raw results
 # (JSON lines) and a chart (SVG).
 #
 # Usage: scripts/bench-vs-epoll.sh [--quick] [--rounds N] [--duration S] [--big-duration S]
-#            [--server NAME='CMD {port}']... [--out DIR]
+#            [--rate R] [--server NAME='CMD {port}']... [--out DIR]
 #   --quick         fewer cases, 1 round, 1 s runs (about 1 minute)
 #   --rounds N      rounds per case (default 3; 1 with --quick)
 #   --duration S    seconds per run (default 4; 1 with --quick)
@@ -25,7 +30,13 @@
 #                   replaced by the port it must listen on (line echo server)
 #   --c-echo        also run scripts/c-echo/epoll_echo.c (built with ${CC:-cc} -O2),
 #                   a single-threaded C epoll echo server (echo cases; compare
-#                   on one server core)
+#                   on one server core), and where liburing is installed
+#                   (apt-get install liburing-dev) scripts/c-echo/uring_echo.c,
+#                   the floor of a completion ring: as c-uring (DEFER_TASKRUN)
+#                   and c-uring-coop (COOP_TASKRUN, the setup ringlet uses)
+#   --rate R        messages per second of the fixed-rate echo cases (default
+#                   20000: light load; near but below saturation, CPU per
+#                   message compares servers that all keep up)
 #   --only REGEX    run only the cases whose name matches REGEX (grep -E)
 #   --http          also the HTTP cases: ringlet-uring, ringlet-epoll and
 #                   nginx (Debian's package, configured here with sendfile on,
@@ -46,7 +57,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 rounds="" duration="" big_duration="" out="" extra=() c_echo=0 only="" http=0 ring_only=0 server_n=
+quick=0 rounds="" duration="" big_duration="" out="" extra=() c_echo=0 only="" http=0 ring_only=0 server_n= rate=20000
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -57,6 +68,7 @@ while [ $# -gt 0 ]; do
     --c-echo) c_echo=1 ;;
     --out) out="$2"; shift ;;
     --only) only="$2"; shift ;;
+    --rate) rate="$2"; shift ;;
     --http) http=1 ;;
     --ring-only) ring_only=1 ;;
     --server-cpus) server_n="$2"; shift ;;
@@ -65,6 +77,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+if ! [ "$rate" -ge 1 ] 2>/dev/null; then echo "--rate must be a whole number of messages per second, not $rate" >&2; exit 2; fi
 if [ "$quick" = 1 ]; then rounds=${rounds:-1}; duration=${duration:-1}; else rounds=${rounds:-3}; duration=${duration:-4}; fi
 big_duration=${big_duration:-$duration}
 out=${out:-bench-results/$(date +%Y%m%d-%H%M%S)}
@@ -78,6 +91,11 @@ bin=target/release/ringlet
 if [ "$c_echo" = 1 ]; then
   "${CC:-cc}" -O2 -o "$out/epoll_echo" scripts/c-echo/epoll_echo.c
   extra+=("c-epoll=$out/epoll_echo {port}")
+  if "${CC:-cc}" -O2 -o "$out/uring_echo" scripts/c-echo/uring_echo.c -luring 2> "$out/uring_echo.build.log"; then
+    extra+=("c-uring=$out/uring_echo {port} defer" "c-uring-coop=$out/uring_echo {port} coop")
+  else
+    echo "--c-echo: no c-uring (scripts/c-echo/uring_echo.c needs liburing: apt-get install liburing-dev; see $out/uring_echo.build.log)" >&2
+  fi
 fi
 
 # CPU halves: server first, client second.
@@ -197,6 +215,11 @@ cpu_ticks() {
   echo "$t"
 }
 
+# Busy ticks (user, nice, system, irq, softirq) of the client's CPUs.
+client_ticks() {
+  awk -v want=",$client_cpus," '$1 ~ /^cpu[0-9]+$/ && index(want, "," substr($1, 4) ",") { t += $2 + $3 + $4 + $7 + $8 } END { print t + 0 }' /proc/stat
+}
+
 # wrk's report as one JSON outcome like ringlet bench's (latencies in µs;
 # errors: socket errors plus non-2xx/3xx answers).
 wrk_json() { # DURATION CONNS URL [WRK ARGS...]
@@ -225,12 +248,12 @@ run_http_case() {
   if [ -n "$only" ] && ! grep -qE "$only" <<< "$case"; then return 0; fi
   for i in "${!hnames[@]}"; do
     local name=${hnames[$i]} pid=${hpids[$i]} p=${hports[$i]}
-    local before after result streamer=""
+    local before after cbefore cafter result streamer=""
     if [ -n "$cold" ]; then
       bench file --mode http --addr "127.0.0.1:$p" --path /cold.bin --evict "$data/cold.bin" --conns 4 > /dev/null &
       streamer=$!
     fi
-    before=$(cpu_ticks "$pid")
+    before=$(cpu_ticks "$pid"); cbefore=$(client_ticks)
     if [ "$client" = wrk ]; then
       local script=()
       if [ -n "$pause" ]; then
@@ -241,12 +264,14 @@ run_http_case() {
     else
       result=$(bench file --mode http --addr "127.0.0.1:$p" --path "$path" --expect "$data$path" --conns "$conns")
     fi
-    after=$(cpu_ticks "$pid")
+    after=$(cpu_ticks "$pid"); cafter=$(client_ticks)
     if [ -n "$streamer" ]; then wait "$streamer" || true; fi
-    local cpu; cpu=$(awk -v t=$(( after - before )) -v c="$clk" 'BEGIN { printf "%.4f", t / c }')
-    printf '{"case":"%s","server":"%s","round":%d,"server_cpu_s":%s,"outcome":%s}\n' \
-      "$case" "$name" "$round" "$cpu" "$result" >> "$raw"
-    echo "   $case / $name: $(echo "$result" | sed 's/.*"per_second":\([0-9.]*\).*"p99":\([0-9]*\).*"errors":\([0-9]*\).*/\1 per s, p99 \2 us, errors \3/'), server CPU ${cpu}s" >&2
+    local cpu ccpu
+    cpu=$(awk -v t=$(( after - before )) -v c="$clk" 'BEGIN { printf "%.4f", t / c }')
+    ccpu=$(awk -v t=$(( cafter - cbefore )) -v c="$clk" 'BEGIN { printf "%.4f", t / c }')
+    printf '{"case":"%s","server":"%s","round":%d,"server_cpu_s":%s,"client_cpu_s":%s,"outcome":%s}\n' \
+      "$case" "$name" "$round" "$cpu" "$ccpu" "$result" >> "$raw"
+    echo "   $case / $name: $(echo "$result" | sed 's/.*"per_second":\([0-9.]*\).*"p99":\([0-9]*\).*"errors":\([0-9]*\).*/\1 per s, p99 \2 us, errors \3/'), server CPU ${cpu}s, client CPU ${ccpu}s" >&2
   done
 }
 
@@ -262,8 +287,8 @@ run_case() {
     if [ "$kind" != echo ] && [ -z "$f" ]; then continue; fi
     if [ "$kind" = plain ]; then pid=${ppids[$i]}; fi
     local args=("${@//\{E\}/$e}"); args=("${args[@]//\{F\}/$f}"); args=("${args[@]//\{P\}/$p}")
-    local before after result
-    before=$(cpu_ticks "$pid")
+    local before after cbefore cafter result
+    before=$(cpu_ticks "$pid"); cbefore=$(client_ticks)
     if [ "$kind" = mixed ]; then
       # Cold file streams beside the measured echo traffic.
       bench file --addr "127.0.0.1:$f" --path /cold.bin --evict "$data/cold.bin" --conns 4 > /dev/null &
@@ -273,11 +298,13 @@ run_case() {
     else
       result=$(bench "${args[@]}")
     fi
-    after=$(cpu_ticks "$pid")
-    local cpu; cpu=$(awk -v t=$(( after - before )) -v c="$clk" 'BEGIN { printf "%.4f", t / c }')
-    printf '{"case":"%s","server":"%s","round":%d,"server_cpu_s":%s,"outcome":%s}\n' \
-      "$case" "$name" "$round" "$cpu" "$result" >> "$raw"
-    echo "   $case / $name: $(echo "$result" | sed 's/.*"per_second":\([0-9.]*\).*"latency_us":{"p50":[0-9]*,"p99":\([0-9]*\).*"errors":\([0-9]*\).*/\1 per s, p99 \2 us, errors \3/') , server CPU ${cpu}s" >&2
+    after=$(cpu_ticks "$pid"); cafter=$(client_ticks)
+    local cpu ccpu
+    cpu=$(awk -v t=$(( after - before )) -v c="$clk" 'BEGIN { printf "%.4f", t / c }')
+    ccpu=$(awk -v t=$(( cafter - cbefore )) -v c="$clk" 'BEGIN { printf "%.4f", t / c }')
+    printf '{"case":"%s","server":"%s","round":%d,"server_cpu_s":%s,"client_cpu_s":%s,"outcome":%s}\n' \
+      "$case" "$name" "$round" "$cpu" "$ccpu" "$result" >> "$raw"
+    echo "   $case / $name: $(echo "$result" | sed 's/.*"per_second":\([0-9.]*\).*"latency_us":{"p50":[0-9]*,"p99":\([0-9]*\).*"errors":\([0-9]*\).*/\1 per s, p99 \2 us, errors \3/') , server CPU ${cpu}s, client CPU ${ccpu}s" >&2
   done
 }
 
@@ -298,7 +325,7 @@ for round in $(seq 0 $(( rounds - 1 ))); do
   rate_cases=$([ "$quick" = 1 ] && echo "64:50" || echo "64:50 64:1000 1024:300")
   for rc in $rate_cases; do
     size=${rc%%:*}; c=${rc##*:}
-    run_case "echo ${size} B at 20k msg/s, $c conns" echo echo --addr '127.0.0.1:{E}' --conns "$c" --size "$size" --rate 20000
+    run_case "echo ${size} B at $(( rate / 1000 ))k msg/s, $c conns" echo echo --addr '127.0.0.1:{E}' --conns "$c" --size "$size" --rate "$rate"
   done
   run_case "file 4 KiB, 100 conns" file file --addr '127.0.0.1:{F}' --path /small.bin --expect "$data/small.bin" --conns 100
   # The article's protocol: a connection per request, the file, the close.
@@ -325,7 +352,7 @@ done
 echo "== done in $(( $(date +%s) - started )) s" >&2
 
 {
-  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$http" = 1 ] && echo --http) $([ "$ring_only" = 1 ] && echo --ring-only) $([ -n "$server_n" ] && echo --server-cpus "$server_n") $([ -n "$only" ] && printf -- "--only '%s'" "$only") --rounds $rounds --duration $duration $([ "$big_duration" != "$duration" ] && echo --big-duration "$big_duration")" | tr -s ' '
+  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$http" = 1 ] && echo --http) $([ "$ring_only" = 1 ] && echo --ring-only) $([ -n "$server_n" ] && echo --server-cpus "$server_n") $([ "$rate" != 20000 ] && echo --rate "$rate") $([ -n "$only" ] && printf -- "--only '%s'" "$only") --rounds $rounds --duration $duration $([ "$big_duration" != "$duration" ] && echo --big-duration "$big_duration")" | tr -s ' '
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r); server on CPUs $server_cpus, client on $client_cpus"
   echo
   "$bin" bench report "$raw" --chart "$out/chart.svg"

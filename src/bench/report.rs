@@ -2,9 +2,9 @@
 //!
 //! Reads the JSON lines `scripts/bench-vs-epoll.sh` writes (one per case,
 //! server and round), and for every case gives each server's median and
-//! min–max throughput, server CPU per million messages and p99 latency, the
-//! ratios against the baseline server, and a verdict that calls a difference
-//! real only when every round points the same way.
+//! min–max throughput, server and client CPU per million messages and p99
+//! latency, the ratios against the baseline server, and a verdict that calls
+//! a difference real only when every round points the same way.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,6 +24,12 @@ pub struct Record {
     pub round: u32,
     /// Server CPU seconds (user + system) spent during the run.
     pub server_cpu_s: f64,
+    /// Busy seconds of the client's CPUs during the run: the load generator
+    /// and whatever the kernel did there on its behalf (on loopback, part of
+    /// either side's TCP work runs on the CPU of whoever delivers a segment).
+    /// Absent in records from before it was measured.
+    #[serde(default)]
+    pub client_cpu_s: Option<f64>,
     pub outcome: RecordOutcome,
 }
 
@@ -41,6 +47,11 @@ impl Record {
     /// CPU seconds per million messages (or requests).
     fn cpu_per_million(&self) -> f64 {
         self.server_cpu_s / (self.outcome.messages.max(1) as f64) * 1e6
+    }
+
+    /// Client CPU seconds per million messages, where measured.
+    fn client_cpu_per_million(&self) -> Option<f64> {
+        Some(self.client_cpu_s? / (self.outcome.messages.max(1) as f64) * 1e6)
     }
 }
 
@@ -118,6 +129,8 @@ struct Figures {
     throughput: Spread,
     mb: Spread,
     cpu: Spread,
+    /// `None` unless every run measured it.
+    client_cpu: Option<Spread>,
     p99_ms: Spread,
     errors: u64,
 }
@@ -127,6 +140,11 @@ fn figures(runs: &[&Record]) -> Option<Figures> {
         throughput: Spread::of(runs.iter().map(|r| r.outcome.per_second).collect())?,
         mb: Spread::of(runs.iter().map(|r| r.outcome.mb_per_second).collect())?,
         cpu: Spread::of(runs.iter().map(|r| r.cpu_per_million()).collect())?,
+        client_cpu: runs
+            .iter()
+            .map(|r| r.client_cpu_per_million())
+            .collect::<Option<Vec<_>>>()
+            .and_then(Spread::of),
         p99_ms: Spread::of(
             runs.iter()
                 .map(|r| r.outcome.latency_us.p99 as f64 / 1000.0)
@@ -155,6 +173,8 @@ pub struct Ratios {
     pub case: String,
     pub throughput: f64,
     pub cpu: f64,
+    /// Client CPU per message, where both servers' runs measured it.
+    pub client_cpu: Option<f64>,
     pub p99: f64,
 }
 
@@ -166,9 +186,9 @@ pub fn table(records: &[Record], subject: &str, baseline: &str) -> (String, Vec<
     let mut ratios = Vec::new();
     let _ = writeln!(
         out,
-        "| case | server | msgs or reqs/s median (min–max) | MB/s | server CPU s per M | p99 ms | errors |"
+        "| case | server | msgs or reqs/s median (min–max) | MB/s | server CPU s per M | client CPU s per M | p99 ms | errors |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for case in &cases {
         let by_server: BTreeMap<&str, Vec<&Record>> = servers
             .iter()
@@ -186,12 +206,13 @@ pub fn table(records: &[Record], subject: &str, baseline: &str) -> (String, Vec<
             };
             let _ = writeln!(
                 out,
-                "| {case} | {s} | {} ({}–{}) | {:.1} | {} | {} | {} |",
+                "| {case} | {s} | {} ({}–{}) | {:.1} | {} | {} | {} | {} |",
                 fmt_big(f.throughput.median),
                 fmt_big(f.throughput.min),
                 fmt_big(f.throughput.max),
                 f.mb.median,
                 fmt_spread(&f.cpu, 2),
+                f.client_cpu.map_or("–".to_string(), |c| fmt_spread(&c, 2)),
                 fmt_spread(&f.p99_ms, 3),
                 f.errors
             );
@@ -220,15 +241,26 @@ pub fn table(records: &[Record], subject: &str, baseline: &str) -> (String, Vec<
             case: case.clone(),
             throughput: a.throughput.median / b.throughput.median,
             cpu: a.cpu.median / b.cpu.median,
+            client_cpu: a
+                .client_cpu
+                .zip(b.client_cpu)
+                .map(|(a, b)| a.median / b.median),
             p99: a.p99_ms.median / b.p99_ms.median.max(1e-9),
         };
         let _ = writeln!(
             out,
-            "| {case} | **{subject}/{baseline}** | **{:.2}×** ({}) | | **{:.2}×** ({}) | **{:.2}×** | |",
+            "| {case} | **{subject}/{baseline}** | **{:.2}×** ({}) | | **{:.2}×** ({}) | {} | **{:.2}×** | |",
             r.throughput,
             say(verdict(&paired(|r| r.outcome.per_second), true)),
             r.cpu,
             say(verdict(&paired(|r| r.cpu_per_million()), false)),
+            r.client_cpu.map_or(String::new(), |c| format!(
+                "**{c:.2}×** ({})",
+                say(verdict(
+                    &paired(|r| r.client_cpu_per_million().unwrap_or(f64::NAN)),
+                    false
+                ))
+            )),
             r.p99,
         );
         ratios.push(r);
@@ -311,6 +343,7 @@ mod tests {
             server: server.into(),
             round,
             server_cpu_s: cpu,
+            client_cpu_s: None,
             outcome: RecordOutcome {
                 messages: 1_000_000,
                 per_second: rate,
@@ -344,6 +377,62 @@ mod tests {
     }
 
     #[test]
+    fn client_cpu_gets_its_column_and_ratio_where_measured() {
+        let with = |case, server, round, client| Record {
+            client_cpu_s: Some(client),
+            ..rec(case, server, round, 100.0, 1.0)
+        };
+        let records = vec![
+            with("a", "uring", 0, 0.5),
+            with("a", "epoll", 0, 2.0),
+            with("a", "uring", 1, 0.6),
+            with("a", "epoll", 1, 2.0),
+            rec("b", "uring", 0, 100.0, 1.0),
+            rec("b", "epoll", 0, 100.0, 1.0),
+        ];
+        let (md, ratios) = table(&records, "uring", "epoll");
+        // 1M messages per run: seconds per M are the seconds themselves.
+        assert!(
+            md.contains(
+                "| a | uring | 100 (100–100) | 1.0 | 1.00 (1.00–1.00) | 0.55 (0.50–0.60) |"
+            ),
+            "{md}"
+        );
+        assert!(
+            ratios[0]
+                .client_cpu
+                .is_some_and(|c| (c - 0.275).abs() < 1e-9),
+            "{md}"
+        );
+        assert!(
+            md.contains("**0.28×** (uring better in every round)"),
+            "{md}"
+        );
+        // Records from before the column: a dash, no ratio.
+        assert!(
+            md.contains("| b | uring | 100 (100–100) | 1.0 | 1.00 (1.00–1.00) | – |"),
+            "{md}"
+        );
+        assert!(ratios[1].client_cpu.is_none());
+    }
+
+    #[test]
+    fn records_without_client_cpu_still_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raw.jsonl");
+        std::fs::write(
+            &path,
+            r#"{"case":"a","server":"uring","round":0,"server_cpu_s":1.5,"outcome":{"messages":10,"per_second":5.0,"mb_per_second":0.1,"latency_us":{"p50":1,"p99":2,"p999":3,"max":4},"errors":0}}
+{"case":"a","server":"uring","round":1,"server_cpu_s":1.5,"client_cpu_s":0.25,"outcome":{"messages":10,"per_second":5.0,"mb_per_second":0.1,"latency_us":{"p50":1,"p99":2,"p999":3,"max":4},"errors":0}}
+"#,
+        )
+        .unwrap();
+        let records = read_records(&path).unwrap();
+        assert_eq!(records[0].client_cpu_s, None);
+        assert_eq!(records[1].client_cpu_s, Some(0.25));
+    }
+
+    #[test]
     fn the_chart_is_an_svg() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.svg");
@@ -351,6 +440,7 @@ mod tests {
             case: "echo 64 B".into(),
             throughput: 1.1,
             cpu: 0.8,
+            client_cpu: None,
             p99: 1.0,
         }];
         chart(&ratios, "uring", "epoll", &path).unwrap();
