@@ -66,10 +66,10 @@ static void arm_accept(int lfd) {
     tag(s, 0, OP_ACCEPT);
 }
 
-static void recv_into(unsigned slot, unsigned flags) {
+static void recv_into(unsigned slot) {
     struct io_uring_sqe *s = sqe();
     io_uring_prep_recv(s, (int)slot, conns[slot]->buf, BUF, 0);
-    io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE | flags);
+    io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE);
     tag(s, slot, OP_RECV);
 }
 
@@ -82,7 +82,7 @@ static void echo(unsigned slot, unsigned len) {
     io_uring_prep_send(s, (int)slot, conns[slot]->buf, len, MSG_WAITALL);
     io_uring_sqe_set_flags(s, IOSQE_FIXED_FILE | IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS);
     tag(s, slot, OP_SEND);
-    recv_into(slot, 0);
+    recv_into(slot);
 }
 
 static void drop(unsigned slot) {
@@ -171,7 +171,7 @@ int main(int argc, char **argv) {
                     drop((unsigned)res);
                     break;
                 }
-                recv_into((unsigned)res, 0);
+                recv_into((unsigned)res);
                 break;
             case OP_RECV:
                 if (res <= 0) drop(slot); /* closed, failed, or cancelled by a failed send */
