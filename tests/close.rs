@@ -165,12 +165,16 @@ fn a_file_that_grows_mid_stream_sends_its_size_at_open(backend: &str) {
 
 /// A client that stops reading is cut at the write timeout with a reset:
 /// what it got is not mistaken for the whole file. On the ring, both ways
-/// a cached file leaves: `sendfile` waiting for room, and splices.
+/// a cached file leaves: `sendfile` waiting for room, and splices (on
+/// Linux 5.10, without `cachestat`, every chunk splices). The client drains
+/// once the cut is logged, however late the server's close comes after
+/// that (a loaded machine): no FIN may be queued before the reset, so
+/// whatever it reads is a prefix of the answer, then the reset.
 fn a_write_timeout_cut_is_a_reset(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let big = pattern(64 << 20, 35);
     std::fs::write(dir.path().join("big"), &big).unwrap();
-    for (framed, cached) in [(false, "on"), (true, "on"), (false, "off")] {
+    for (framed, cached) in [(false, "on"), (true, "on"), (false, "off"), (true, "off")] {
         let mut extra = vec!["--write-timeout", "1", "--cached-sendfile", cached];
         if framed {
             extra.push("--file-header");
@@ -179,13 +183,23 @@ fn a_write_timeout_cut_is_a_reset(backend: &str) {
         let mut s = connect(server.file());
         s.write_all(b"/big\0").unwrap();
         server.wait_for_log(&["connection ended", "write timeout"]);
+        // A read that hangs fails the test instead of the suite.
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let (got, end) = read_to_end_or_reset(&mut s);
-        assert_eq!(
-            end,
-            End::Reset,
-            "framed: {framed}, cached-sendfile {cached}"
+        let how = format!("framed: {framed}, cached-sendfile {cached}");
+        assert_eq!(end, End::Reset, "{how}, after {} bytes", got.len());
+        let head = if framed {
+            format!("OK {}\n", big.len()).into_bytes()
+        } else {
+            Vec::new()
+        };
+        assert!(got.len() > head.len(), "{how}: {} bytes", got.len());
+        assert!(got.len() < head.len() + big.len(), "{how}: the whole file");
+        assert!(got.starts_with(&head), "{how}: no status line");
+        assert!(
+            got[head.len()..] == big[..got.len() - head.len()],
+            "{how}: not a prefix of the file"
         );
-        assert!(got.len() < big.len());
     }
 }
 

@@ -172,10 +172,17 @@ impl RingConn {
     }
 
     /// A splice into a full socket blocks in an io-wq worker, where a linked
-    /// timeout cannot reach it: on timeout, shut the socket down, which ends
-    /// the blocked splice (the connection is over anyway).
+    /// timeout cannot reach it: on timeout, reset the connection now
+    /// (`connect(AF_UNSPEC)`: the kernel's disconnect sends the RST, drops
+    /// the unsent bytes and wakes the blocked splice with an error). Not a
+    /// `shutdown`: that queues a FIN behind the unsent bytes, and a client
+    /// that drained them before the socket's last reference went (the
+    /// abandoned splice's, on a loaded machine) read a clean end of file.
     fn cut_for_write_timeout(&self) -> io::Error {
-        let _ = socket2::SockRef::from(&self.fd).shutdown(std::net::Shutdown::Both);
+        if rustix::net::connect_unspec(&self.fd).is_err() {
+            // No disconnect: end the splice all the same, at that risk.
+            let _ = socket2::SockRef::from(&self.fd).shutdown(std::net::Shutdown::Both);
+        }
         write_timed_out(self.timeouts.write)
     }
 
@@ -589,5 +596,78 @@ mod tests {
         {
             assert_eq!(asked, 1, "cachestat calls for one answer");
         }
+    }
+
+    /// A splice cut by the write timeout resets the client at once: no FIN
+    /// is queued behind the unsent bytes. The connection stays open here
+    /// after the cut, as it does when its close waits for an abandoned
+    /// operation (a loaded machine, an io-wq worker slow to let the socket
+    /// go): a client that drains meanwhile must see a reset, never an end
+    /// of file.
+    #[test]
+    fn a_splice_cut_by_the_write_timeout_resets_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("big"), vec![7u8; 16 << 20]).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut_tx, cut_rx) = std::sync::mpsc::channel::<()>();
+        let client = std::thread::spawn(move || {
+            let sock =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            sock.set_recv_buffer_size(64 << 10).unwrap();
+            sock.connect(&addr.into()).unwrap();
+            let mut s: TcpStream = sock.into();
+            // Not a byte read until the server has cut the stream.
+            cut_rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the server never cut the stream");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = vec![0u8; 64 << 10];
+            let mut got = 0usize;
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return (got, "a FIN".to_string()),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        return (got, "a reset".to_string());
+                    }
+                    Err(e) => return (got, format!("{e}")),
+                }
+            }
+        });
+        let (sent, (got, end)) = run_returning(move |ring| async move {
+            let (sock, _) = listener.accept().unwrap();
+            let timeouts = Timeouts {
+                idle: Duration::from_secs(60),
+                write: Duration::from_secs(1),
+            };
+            // `false`: no sendfile from the page cache, every chunk splices.
+            let mut conn = RingConn::accepted(
+                sock.into(),
+                ring.clone(),
+                PipePool::for_shard(1),
+                Deadlines::new().watch(),
+                timeouts,
+                false,
+            )
+            .unwrap();
+            let file = root.open_file(b"big").unwrap();
+            let sent = conn.send_file(file).await.map_err(|e| e.kind());
+            cut_tx.send(()).unwrap();
+            // The connection is still open while the client reads.
+            let end = client.join().unwrap();
+            drop(conn);
+            // The abandoned splices end too (the socket's last references).
+            let waited = Instant::now();
+            while ring.in_flight() > 0 && waited.elapsed() < Duration::from_secs(20) {
+                let _ = ring.submit(Timeout::new(Duration::from_millis(10))).await;
+            }
+            assert_eq!(ring.in_flight(), 0, "operations still in flight");
+            (sent, end)
+        });
+        assert_eq!(sent, Err(io::ErrorKind::TimedOut));
+        assert!(got < 16 << 20, "{got} bytes");
+        assert_eq!(end, "a reset", "after {got} bytes");
     }
 }
