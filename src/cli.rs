@@ -85,9 +85,10 @@ pub enum Bench {
     /// Echo sessions and framed file sessions (the file server must run with
     /// --file-header) on N connection slots, with connection resets mid-echo
     /// and mid-file and slow readers thrown in; with --plain-file, plain
-    /// sessions too, with late stray bytes and pipelined requests. Injected
-    /// faults are counted apart; any other error, and any whole-file answer
-    /// cut short, fails the run (exit 1).
+    /// sessions too, with late stray bytes and pipelined requests; with
+    /// --http, keep-alive HTTP sessions too. Injected faults are counted
+    /// apart; any other error, and any whole-file answer cut short, fails
+    /// the run (exit 1).
     Soak(BenchSoak),
 }
 
@@ -105,6 +106,10 @@ pub struct BenchSoak {
     /// requests, whose answers must still arrive whole, then a FIN.
     #[arg(long, value_name = "ADDR")]
     pub plain_file: Option<SocketAddr>,
+    /// An HTTP server (`serve --http`) serving the same file: adds
+    /// keep-alive sessions of GETs whose bodies are checked whole.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
     /// Request path of the file to fetch.
     #[arg(long, value_name = "P")]
     pub path: String,

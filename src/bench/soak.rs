@@ -3,13 +3,16 @@
 //!
 //! N connection slots run until the deadline, each opening session after
 //! session: echo sessions (lines of random length, every byte compared),
-//! framed file sessions (several requests, CRC-32 against the local copy)
-//! and, given a plain-mode server, plain file sessions in which the client
+//! framed file sessions (several requests, CRC-32 against the local copy),
+//! given a plain-mode server, plain file sessions in which the client
 //! misbehaves harmlessly — a stray byte sent late, or a second request
-//! pipelined — and must still get the whole file, then a FIN. Faults are
-//! thrown in on purpose — resets in the middle of an echo or a file, and
-//! slow readers — and counted apart: an error that was not injected is a
-//! failure of the server, and so is a whole-file answer cut short.
+//! pipelined — and must still get the whole file, then a FIN, and given an
+//! HTTP server, keep-alive sessions of several `GET`s whose bodies are
+//! checked the same way (the answer's head and body read by
+//! [`super::http`]). Faults are thrown in on purpose — resets in the middle
+//! of an echo or a file, and slow readers — and counted apart: an error that
+//! was not injected is a failure of the server, and so is a whole-file
+//! answer cut short.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +35,8 @@ pub struct SoakConfig {
     pub file: SocketAddr,
     /// A file server in plain mode serving the same file, if any.
     pub plain: Option<SocketAddr>,
+    /// An HTTP server (`serve --http`) serving the same file, if any.
+    pub http: Option<SocketAddr>,
     pub path: String,
     /// The local copy of the served file.
     pub expect: PathBuf,
@@ -56,6 +61,8 @@ struct Counters {
     late_bytes: AtomicU64,
     pipelined: AtomicU64,
     truncated: AtomicU64,
+    http_sessions: AtomicU64,
+    http_requests: AtomicU64,
 }
 
 /// The soak's result.
@@ -74,6 +81,9 @@ pub struct SoakOutcome {
     pub plain_sessions: u64,
     pub late_stray_bytes: u64,
     pub pipelined_requests: u64,
+    /// HTTP sessions, and the `GET`s they made (answers checked whole).
+    pub http_sessions: u64,
+    pub http_requests: u64,
     /// Whole-file answers cut short (a reset, or a FIN too early): should be 0.
     pub truncated_answers: u64,
     /// Errors that were not injected: should be 0.
@@ -108,10 +118,13 @@ pub fn run(cfg: &SoakConfig) -> anyhow::Result<SoakOutcome> {
                     if slow {
                         k.slow_sessions.fetch_add(1, Ordering::Relaxed);
                     }
-                    let result = match (rng.next() % 3, c.plain) {
-                        (0, _) => echo_session(&c, &k, &mut rng, reset).await,
-                        (1, Some(plain)) => {
+                    let result = match (rng.next() % 4, c.plain, c.http) {
+                        (0, _, _) => echo_session(&c, &k, &mut rng, reset).await,
+                        (1, Some(plain), _) => {
                             plain_session(plain, &c, &k, &mut rng, want, reset, slow).await
+                        }
+                        (2, _, Some(http)) => {
+                            http_session(http, &c, &k, &mut rng, want, reset, slow).await
                         }
                         _ => file_session(&c, &k, &mut rng, want, reset, slow).await,
                     };
@@ -141,6 +154,8 @@ pub fn run(cfg: &SoakConfig) -> anyhow::Result<SoakOutcome> {
         plain_sessions: get(&counters.plain_sessions),
         late_stray_bytes: get(&counters.late_bytes),
         pipelined_requests: get(&counters.pipelined),
+        http_sessions: get(&counters.http_sessions),
+        http_requests: get(&counters.http_requests),
         truncated_answers: get(&counters.truncated),
         unexpected_errors: outcome.errors,
         error_samples: outcome.error_samples,
@@ -338,5 +353,71 @@ async fn plain_session(
         bail!("plain answer differs from the local copy");
     }
     k.file_bytes.fetch_add(size, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Keep-alive `GET`s of the file over HTTP/1.1, every body checked whole
+/// (its `Content-Length` and CRC-32). A slow session reads through a small
+/// receive buffer, so the server waits on a full socket again and again; an
+/// injected reset comes a third of the way into a body.
+async fn http_session(
+    addr: SocketAddr,
+    c: &SoakConfig,
+    k: &Counters,
+    rng: &mut Rng,
+    (size, crc): (u64, u32),
+    inject_reset: bool,
+    slow: bool,
+) -> anyhow::Result<()> {
+    k.http_sessions.fetch_add(1, Ordering::Relaxed);
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if slow {
+        socket.set_recv_buffer_size(16 << 10)?;
+    }
+    let mut s = socket
+        .connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_nodelay(true)?;
+    let request = super::http::request(&c.path, &addr.to_string());
+    let mut buf = vec![0u8; 64 * 1024];
+    let requests = 1 + rng.next() % 3;
+    for i in 0..requests {
+        s.write_all(&request).await?;
+        if inject_reset {
+            // The head and a third of the body in, the rest unread.
+            let mut got = 0u64;
+            while got < size / 3 {
+                let n = s.read(&mut buf).await?;
+                if n == 0 {
+                    bail!("HTTP: the server closed after {got} bytes");
+                }
+                got += n as u64;
+            }
+            return reset(s);
+        }
+        let answer = match super::http::read_answer(&mut s, &mut buf, &c.path).await {
+            Ok(a) => a,
+            Err(e) => {
+                k.truncated.fetch_add(1, Ordering::Relaxed);
+                return Err(e.context(format!("HTTP request {} of {requests}", i + 1)));
+            }
+        };
+        k.http_requests.fetch_add(1, Ordering::Relaxed);
+        if answer.size != size {
+            k.truncated.fetch_add(1, Ordering::Relaxed);
+            bail!("HTTP body of {} bytes, the file has {size}", answer.size);
+        }
+        if answer.crc != crc {
+            bail!("HTTP body differs from the local copy");
+        }
+        k.file_bytes.fetch_add(size, Ordering::Relaxed);
+        if answer.close && i + 1 < requests {
+            bail!(
+                "the HTTP server closed a keep-alive connection after request {}",
+                i + 1
+            );
+        }
+    }
     Ok(())
 }

@@ -62,6 +62,7 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
                 echo: o.echo,
                 file: o.file,
                 plain: o.plain_file,
+                http: o.http,
                 path: o.path.clone(),
                 expect: o.expect.clone(),
                 conns: o.conns,
