@@ -271,9 +271,11 @@ pub struct Serve {
     #[arg(long)]
     pub file_header: bool,
 
-    /// On SIGTERM/SIGINT, stop accepting and give live connections this many
-    /// seconds to finish (a file stream in progress completes) before closing
-    /// the rest. A second signal stops at once.
+    /// On SIGTERM/SIGINT, stop accepting, close the connections idle between
+    /// requests (a FIN; HTTP answers in progress say `Connection: close`),
+    /// and give the others this many seconds to finish (a file stream in
+    /// progress completes) before resetting the rest. A second signal resets
+    /// every connection still open at once, and ringlet exits.
     #[arg(long, value_name = "SECS", default_value_t = 10.0,
           value_parser = parse_seconds)]
     pub shutdown_timeout: f64,
@@ -293,10 +295,12 @@ pub struct Serve {
     pub write_timeout: f64,
 
     /// After a connection's answer is complete, ringlet half-closes it and
-    /// reads and discards what the client still sends, for at most this many
-    /// seconds, before closing (a lingering close): closing with unread
-    /// input would make the kernel reset the connection and drop the end of
-    /// the answer still on its way.
+    /// reads and discards what the client still sends, for this many seconds
+    /// after the client has acknowledged the whole answer, before closing (a
+    /// lingering close): closing with unread input would make the kernel
+    /// reset the connection and drop the end of the answer still on its way.
+    /// A client that reads slowly keeps the connection as long as it takes
+    /// some of its answer within --write-timeout.
     #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_seconds)]
     pub linger: f64,
 

@@ -98,6 +98,16 @@ pub trait Connection {
     /// that always has data cannot starve its neighbours.
     fn yield_if_needed(&mut self) -> impl Future<Output = ()>;
 
+    /// Whether the server is draining (it was asked to stop): a protocol
+    /// that keeps connections open between requests should answer the one
+    /// in hand and then end (HTTP says `Connection: close`). While draining,
+    /// a [`Connection::read`] into an empty buffer, on a connection that has
+    /// already sent something, returns `Ok(0)` at once when nothing has
+    /// arrived: it was idle between requests, and the server closes it.
+    fn draining(&self) -> bool {
+        false
+    }
+
     /// Count what became of one request in the server's figures (the
     /// metrics endpoint shows them by service and outcome). Costs one
     /// single-writer counter; a connection outside a server ignores it.

@@ -79,6 +79,13 @@ fn a_refusal_with_unread_input_ends_with_a_fin(backend: &str) {
             assert_eq!(read_to_close(&mut s), b"");
         } else {
             assert_eq!(read_to_close(&mut s), expect);
+            // The FIN came before the late byte: a reset for that byte
+            // would not show in a read, only as the socket's error.
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(
+                s.take_error().unwrap().is_none(),
+                "the late byte was answered with a reset"
+            );
         }
     }
 }
@@ -234,7 +241,7 @@ fn echo_ends_with_everything_then_a_fin(backend: &str) {
 fn a_client_that_never_stops_sending_is_closed_after_the_linger_time(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f"), b"answer\n").unwrap();
-    let server = file_server(backend, &dir, &["--linger", "1"]);
+    let server = file_server(backend, &dir, &["--linger", "3"]);
     let mut s = connect(server.file());
     s.write_all(b"/f\0").unwrap();
     assert_eq!(read_exact(&mut s, 7), b"answer\n");
@@ -254,12 +261,109 @@ fn a_client_that_never_stops_sending_is_closed_after_the_linger_time(backend: &s
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(gave_up, "the server never stopped lingering");
+    // Not before the linger's time (a lower bound: a loaded machine only
+    // makes it later).
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "closed after {:?} of a 3 s linger",
+        started.elapsed()
+    );
     let mut other = connect(server.file());
     other.write_all(b"/f\0").unwrap();
     assert_eq!(read_exact(&mut other, 7), b"answer\n");
 }
 
+/// A client with a small receive buffer that sends a stray byte after its
+/// linger time would have run out, before it has read its answer: the
+/// linger's clock starts only once the whole answer is acknowledged, so
+/// the answer arrives whole, then a FIN (plain files and HTTP).
+fn a_slow_reader_with_a_late_byte_gets_its_whole_answer(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let body = pattern(300_000, 37);
+    std::fs::write(dir.path().join("f"), &body).unwrap();
+    let server = file_server(backend, &dir, &["--linger", "1", "--http", "127.0.0.1:0"]);
+    let http = server.http();
+    for (name, addr, request) in [
+        ("plain", server.file(), &b"/f\0"[..]),
+        (
+            "http",
+            http,
+            &b"GET /f HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..],
+        ),
+    ] {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let mut s: std::net::TcpStream = socket.into();
+        s.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+        s.write_all(request).unwrap();
+        // Past the 1 s linger, measured from when the server handed over
+        // its answer.
+        std::thread::sleep(Duration::from_millis(2600));
+        s.write_all(b"\n").unwrap();
+        let got = read_to_close(&mut s);
+        assert!(got.ends_with(&body), "{name}: got {} bytes", got.len());
+        if name == "plain" {
+            assert_eq!(got.len(), body.len());
+        }
+    }
+}
+
+/// A file that shrinks while it is sent is cut with a reset, and its log
+/// line gives true figures: the bytes sent and the size promised, not the
+/// bytes sent as the file's new size.
+fn a_shrinking_file_is_logged_with_what_was_sent_and_promised(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shrinks");
+    std::fs::write(&path, pattern(32 << 20, 38)).unwrap();
+    let server = file_server(backend, &dir, &[]);
+    let mut s = connect(server.file());
+    s.write_all(b"/shrinks\0").unwrap();
+    let first = read_exact(&mut s, 1 << 20);
+    assert_eq!(first.len(), 1 << 20);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1_000_000)
+        .unwrap();
+    let (_, end) = read_to_end_or_reset(&mut s);
+    assert_eq!(end, End::Reset);
+    let line = server.wait_for_log(&["shrinks", "shrank while being sent"]);
+    assert!(line.contains("of the 33554432 bytes promised"), "{line}");
+}
+
+/// Downloads their clients reset each leave a log line (as echo and HTTP
+/// connections do), whether the reset came mid-stream or after the whole
+/// answer was handed to the kernel.
+fn a_download_reset_by_its_client_is_logged(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big"), pattern(16 << 20, 39)).unwrap();
+    std::fs::write(dir.path().join("small"), pattern(100_000, 40)).unwrap();
+    let server = file_server(backend, &dir, &[]);
+    for (path, read) in [(&b"/big\0"[..], 1 << 20), (b"/small\0", 100_000)] {
+        let mut ports = Vec::new();
+        for _ in 0..10 {
+            let mut s = connect(server.file());
+            s.write_all(path).unwrap();
+            read_exact(&mut s, read);
+            ports.push(s.local_addr().unwrap().port());
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(s);
+        }
+        for port in ports {
+            server.wait_for_log(&[&format!("127.0.0.1:{port}"), "connection ended"]);
+        }
+    }
+}
+
 on_both_backends!(
+    a_slow_reader_with_a_late_byte_gets_its_whole_answer,
+    a_shrinking_file_is_logged_with_what_was_sent_and_promised,
+    a_download_reset_by_its_client_is_logged,
     a_late_byte_does_not_cut_the_file,
     a_pipelined_plain_request_does_not_cut_the_first,
     a_refusal_with_unread_input_ends_with_a_fin,

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{IO_TIMEOUT, Ringlet, connect, pattern};
 
@@ -313,7 +313,9 @@ fn the_hostile_corpus_gets_statuses_and_nothing_outside_the_root(backend: &str) 
         ("symlink out", b"GET /link.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), 403),
         ("no Host", b"GET /a.txt HTTP/1.1\r\n\r\n".to_vec(), 400),
         ("two Hosts", b"GET /a.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(), 400),
-        ("absolute-form target", b"GET http://x/../secret.txt HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        ("absolute-form target climbing out", b"GET http://x/../secret.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), 403),
+        ("authority-form target", b"GET x:80 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        ("a Host with user info", b"GET /a.txt HTTP/1.1\r\nHost: u@x\r\n\r\n".to_vec(), 400),
         ("space in a header name", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n".to_vec(), 400),
         ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(), 400),
         ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505),
@@ -341,18 +343,119 @@ fn the_hostile_corpus_gets_statuses_and_nothing_outside_the_root(backend: &str) 
     assert_eq!(curl(addr, "/a.txt", &[]).status, 200);
 }
 
-/// A head dripped slower than --request-timeout gets a 408 and the close.
+/// A head dripped slower than --request-timeout gets a 408 and the close,
+/// and not before that time (a lower bound: load only makes it later).
 fn a_slow_head_gets_408(backend: &str) {
     let dir = site();
-    let (_server, addr) = serve(backend, dir.path(), &["--request-timeout", "0.5"]);
+    let (server, addr) = serve(backend, dir.path(), &["--request-timeout", "2"]);
     let mut s = connect(addr);
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let started = Instant::now();
     s.write_all(b"GET /a.txt HTTP/1.1\r\nHo").unwrap();
     std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"st: x\r\n").unwrap();
     let mut got = Vec::new();
     s.read_to_end(&mut got).unwrap();
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "408 after {:?} of a 2 s request timeout",
+        started.elapsed()
+    );
+    server.wait_for_log(&["408", "not complete within 2s (request timeout)"]);
+}
+
+/// A head that stops coming for the idle timeout, shorter than the
+/// request timeout, is cut at the idle timeout and logged as such.
+fn a_stalled_head_is_logged_as_an_idle_timeout(backend: &str) {
+    let dir = site();
+    let (server, addr) = serve(
+        backend,
+        dir.path(),
+        &["--idle-timeout", "1", "--request-timeout", "30"],
+    );
+    let mut s = connect(addr);
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHo").unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(got.starts_with(b"HTTP/1.1 408 "), "{got:?}");
+    let line = server.wait_for_log(&["408", "request head"]);
+    assert!(
+        line.contains("nothing more arrived for 1s (idle timeout)"),
+        "{line}"
+    );
+}
+
+/// HTTP/1.0 with `Connection: keep-alive` is told the connection stays
+/// (`Connection: keep-alive`, which such clients wait for), and it does.
+fn http_1_0_keep_alive_is_acknowledged(backend: &str) {
+    let dir = site();
+    let (_server, addr) = serve(backend, dir.path(), &[]);
+    let got = raw(
+        addr,
+        b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /a.txt HTTP/1.0\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    let (first, second) = text.split_at(text.rfind("HTTP/1.1 200").unwrap());
+    assert!(first.contains("\r\nConnection: keep-alive\r\n"), "{first}");
+    assert!(second.contains("\r\nConnection: close\r\n"), "{second}");
+    assert!(second.ends_with("hello over http\n"), "{second}");
+}
+
+/// An absolute-form target (`GET http://host/path`), which RFC 9112 says a
+/// server must accept, is served by its path, and confined like any other.
+fn absolute_form_targets_are_served(backend: &str) {
+    let dir = site();
+    let (_server, addr) = serve(backend, dir.path(), &[]);
+    let got = raw(
+        addr,
+        b"GET http://example.test/a.txt?q HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n",
+    );
+    let r = split(&got);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"hello over http\n"[..])
+    );
+    for target in [
+        "http://x/../secret.txt",
+        "http://x/%2e%2e/secret.txt",
+        "http://u@x/a.txt",
+    ] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let got = raw(addr, req.as_bytes());
+        let r = split(&got);
+        assert!(matches!(r.status, 400 | 403), "{target}: {}", r.status);
+        assert!(!got.windows(SECRET.len()).any(|w| w == SECRET), "{target}");
+    }
+}
+
+/// HEAD sends a head and not one byte of body, whatever the answer: the
+/// next bytes on the wire are the next response's.
+fn head_sends_no_body_bytes(backend: &str) {
+    let dir = site();
+    let (_server, addr) = serve(backend, dir.path(), &[]);
+    let got = raw(
+        addr,
+        b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n\
+          HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n\
+          HEAD /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&got);
+    let heads: Vec<&str> = text.split_inclusive("\r\n\r\n").collect();
+    assert_eq!(heads.len(), 3, "{text}");
+    for (head, (status, length)) in heads.iter().zip([(200, 300_000), (404, 14), (200, 16)]) {
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {length}\r\n")),
+            "{head}"
+        );
+    }
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "body bytes after the last head: {text}"
+    );
 }
 
 on_both_backends!(
@@ -361,4 +464,8 @@ on_both_backends!(
     pipelined_requests_are_answered_in_order,
     the_hostile_corpus_gets_statuses_and_nothing_outside_the_root,
     a_slow_head_gets_408,
+    a_stalled_head_is_logged_as_an_idle_timeout,
+    http_1_0_keep_alive_is_acknowledged,
+    absolute_form_targets_are_served,
+    head_sends_no_body_bytes,
 );

@@ -1,6 +1,7 @@
 //! `ringlet serve`: build the server from the options (or from the sockets
 //! systemd passed), log where it listens, tell systemd, and turn signals into
-//! a graceful drain.
+//! a graceful drain (the first `SIGTERM`/`SIGINT`) or a cut (the second:
+//! every connection still open is reset, never closed as if whole).
 
 use std::time::Duration;
 
@@ -72,8 +73,9 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
                     _ => "SIGTERM",
                 };
                 if stopping {
-                    warn!("second {name}: stopping now, without waiting for connections");
-                    std::process::exit(0);
+                    warn!("second {name}: stopping now: every connection still open is reset");
+                    stopper.cut();
+                    continue;
                 }
                 stopping = true;
                 info!("{name}: draining: no new connections; live ones may finish");

@@ -79,11 +79,11 @@ impl Protocol for FileServer {
                     );
                     return Ok(());
                 }
-                Request::TooSlow => {
+                Request::TooSlow(kind) => {
                     conn.record(Outcome::Timeout);
                     info!(
-                        "file: {peer}: refused: request not complete within {:?} (request timeout)",
-                        self.request_timeout
+                        "file: {peer}: refused: request {}",
+                        request::too_slow(kind, self.request_timeout)
                     );
                     self.send_status(conn, &mut status, format_args!("ERR request timeout"))
                         .await?;
@@ -138,7 +138,7 @@ impl Protocol for FileServer {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!(
-                        "{} shrank to {sent} of {size} bytes while being sent",
+                        "{} shrank while being sent: the stream stopped after {sent} of the {size} bytes promised",
                         DisplayPath(path)
                     ),
                 ));

@@ -77,6 +77,8 @@ pub struct Request {
     pub path: Vec<u8>,
     /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `keep-alive`.
     pub keep_alive: bool,
+    /// `1` for HTTP/1.1, `0` for HTTP/1.0.
+    pub minor_version: u8,
     pub if_none_match: Option<String>,
     pub if_modified_since: Option<SystemTime>,
     pub range: Option<String>,
@@ -134,6 +136,7 @@ fn request(req: &httparse::Request<'_, '_>) -> Result<Request, (u16, &'static st
         method,
         path: Vec::new(),
         keep_alive: minor == 1,
+        minor_version: minor,
         if_none_match: None,
         if_modified_since: None,
         range: None,
@@ -146,6 +149,9 @@ fn request(req: &httparse::Request<'_, '_>) -> Result<Request, (u16, &'static st
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            if !valid_host(value) {
+                return Err((400, "a Host that is not a host[:port]"));
+            }
         } else if name.eq_ignore_ascii_case("content-length") {
             lengths += 1;
             if value != "0" {
@@ -178,13 +184,65 @@ fn request(req: &httparse::Request<'_, '_>) -> Result<Request, (u16, &'static st
     if minor == 1 && hosts != 1 {
         return Err((400, "an HTTP/1.1 request needs exactly one Host"));
     }
-    let target = req.path.unwrap_or("");
-    if !target.starts_with('/') {
-        return Err((400, "only origin-form targets (/path) are served"));
-    }
-    let path = target.split(['?', '#']).next().unwrap_or("");
+    let path = origin(req.path.unwrap_or(""))?;
+    let path = path.split(['?', '#']).next().unwrap_or("");
     r.path = percent_decode(path.as_bytes()).ok_or((400, "bad % escape or NUL in the path"))?;
     Ok(r)
+}
+
+/// The path part of a request target: origin-form (`/path`) as it is;
+/// absolute-form (`http://host/path`, which RFC 9112 3.2.2 says a server
+/// must accept) without its scheme and host, the host checked as `Host`
+/// is. Any other form (`*`, authority-form) is refused.
+fn origin(target: &str) -> Result<&str, (u16, &'static str)> {
+    if target.starts_with('/') {
+        return Ok(target);
+    }
+    let scheme_end = target.find("://").ok_or((
+        400,
+        "only origin-form (/path) and absolute-form (http://host/path) targets are served",
+    ))?;
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err((400, "an absolute-form target whose scheme is not http"));
+    }
+    let rest = &target[scheme_end + 3..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (host, path) = rest.split_at(end);
+    if host.is_empty() || !valid_host(host) {
+        return Err((400, "an absolute-form target without a valid host"));
+    }
+    Ok(if path.starts_with('/') { path } else { "/" })
+}
+
+/// Is `value` a `host[:port]` (RFC 9110 7.2: a name, an IPv4 address or a
+/// bracketed IPv6 literal, no user info, no path)? Empty is allowed in
+/// `Host`, for a target without an authority.
+fn valid_host(value: &str) -> bool {
+    value.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    })
 }
 
 /// `%XX`-decode `raw`; `None` for a bad escape or a NUL.
@@ -259,6 +317,29 @@ fn none_match(list: &str, tag: &str) -> bool {
             .any(|t| t == tag)
 }
 
+/// What an answer's head says of its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    /// Kept open, HTTP/1.1's default: nothing to say.
+    Kept,
+    /// Kept open for an HTTP/1.0 client that asked (`Connection:
+    /// keep-alive`), which it needs to hear back.
+    KeptHttp10,
+    /// Closed after this answer: `Connection: close`.
+    Closing,
+}
+
+impl Persist {
+    /// For `req`, on a connection whose server may be draining.
+    fn of(req: &Request, draining: bool) -> Persist {
+        match (req.keep_alive && !draining, req.minor_version) {
+            (false, _) => Persist::Closing,
+            (true, 0) => Persist::KeptHttp10,
+            (true, _) => Persist::Kept,
+        }
+    }
+}
+
 /// The standard reason phrase of the statuses this server sends.
 fn reason(status: u16) -> &'static str {
     match status {
@@ -318,18 +399,20 @@ impl Protocol for HttpServer {
                     debug!("http: {peer}: closed in the middle of a request head");
                     return Ok(());
                 }
-                Framed::TooSlow => {
+                Framed::TooSlow(kind) => {
                     info!(
-                        "http: {peer}: 408: request head not complete within {:?}",
-                        self.request_timeout
+                        "http: {peer}: 408: request head {}",
+                        request::too_slow(kind, self.request_timeout)
                     );
                     conn.record(Outcome::Timeout);
                     return self.status_only(conn, &mut out, 408).await;
                 }
             };
             buf.consume(len);
-            self.answer(conn, &req, &mut out).await?;
-            if !req.keep_alive {
+            // A drain's request is answered, then the connection closes.
+            let persist = Persist::of(&req, conn.draining());
+            self.answer(conn, &req, persist, &mut out).await?;
+            if persist == Persist::Closing {
                 return Ok(());
             }
             conn.yield_if_needed().await;
@@ -343,6 +426,7 @@ impl HttpServer {
         &self,
         conn: &mut C,
         req: &Request,
+        persist: Persist,
         out: &mut Buf,
     ) -> io::Result<()> {
         let (file, opened) = match self.open(conn, &req.path).await {
@@ -358,7 +442,7 @@ impl HttpServer {
                 let body = format!("{status} {}\n", reason(status));
                 let head = self.head(
                     status,
-                    req.keep_alive,
+                    persist,
                     &[
                         ("Content-Type", "text/plain; charset=utf-8"),
                         ("Content-Length", &body.len().to_string()),
@@ -384,7 +468,7 @@ impl HttpServer {
             conn.record(Outcome::Served);
             let head = self.head(
                 304,
-                req.keep_alive,
+                persist,
                 &[("ETag", &tag), ("Last-Modified", &modified)],
             );
             return self.write(conn, out, &head, b"").await;
@@ -407,7 +491,7 @@ impl HttpServer {
                 conn.record(Outcome::Invalid);
                 let head = self.head(
                     416,
-                    req.keep_alive,
+                    persist,
                     &[
                         ("Content-Range", &format!("bytes */{total}")),
                         ("Content-Length", "0"),
@@ -428,7 +512,7 @@ impl HttpServer {
             fields.push(("Content-Range", cr));
         }
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let head = self.head(status, req.keep_alive, &fields);
+        let head = self.head(status, persist, &fields);
         if req.method == Method::Head || len == 0 || head.len() > out.capacity() {
             self.write(conn, out, &head, b"").await?;
             if req.method == Method::Head || len == 0 {
@@ -453,7 +537,7 @@ impl HttpServer {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
-                    "{} shrank to {sent} of {len} bytes while being sent",
+                    "{} shrank while being sent: the stream stopped after {sent} of the {len} bytes promised",
                     DisplayPath(&req.path)
                 ),
             ));
@@ -490,7 +574,7 @@ impl HttpServer {
 
     /// A status line and header block, with `Date`, `Server` and
     /// `Connection` added.
-    fn head(&self, status: u16, keep_alive: bool, fields: &[(&str, &str)]) -> Vec<u8> {
+    fn head(&self, status: u16, persist: Persist, fields: &[(&str, &str)]) -> Vec<u8> {
         let mut h = Vec::with_capacity(256);
         let _ = write!(
             h,
@@ -504,8 +588,10 @@ impl HttpServer {
         if status == 405 {
             h.extend_from_slice(b"Allow: GET, HEAD\r\n");
         }
-        if !keep_alive {
-            h.extend_from_slice(b"Connection: close\r\n");
+        match persist {
+            Persist::Kept => {}
+            Persist::KeptHttp10 => h.extend_from_slice(b"Connection: keep-alive\r\n"),
+            Persist::Closing => h.extend_from_slice(b"Connection: close\r\n"),
         }
         h.extend_from_slice(b"\r\n");
         h
@@ -521,7 +607,7 @@ impl HttpServer {
         let body = format!("{status} {}\n", reason(status));
         let head = self.head(
             status,
-            false,
+            Persist::Closing,
             &[
                 ("Content-Type", "text/plain; charset=utf-8"),
                 ("Content-Length", &body.len().to_string()),
@@ -639,7 +725,13 @@ mod tests {
             ("GET /a%00b HTTP/1.1\r\nHost: h\r\n\r\n", 400),
             ("GET /a%zz HTTP/1.1\r\nHost: h\r\n\r\n", 400),
             ("GET /a% HTTP/1.1\r\nHost: h\r\n\r\n", 400),
-            ("GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET h:80 HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET ftp://h/f HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET http:///f HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET http://u@h/f HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET http://h/f HTTP/1.1\r\n\r\n", 400),
+            ("GET /f HTTP/1.1\r\nHost: u@h\r\n\r\n", 400),
             ("GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505),
             ("GET / HTTP/1.1\r\nHo st: h\r\n\r\n", 400),
         ] {
@@ -653,6 +745,24 @@ mod tests {
             panic!()
         };
         assert_eq!(r.path, b"/../etc/passwd", "decoded, for the root to refuse");
+    }
+
+    #[test]
+    fn absolute_form_targets_are_served_by_their_path() {
+        for (raw, path) in [
+            ("GET http://h/f?x=1 HTTP/1.1\r\nHost: h\r\n\r\n", &b"/f"[..]),
+            (
+                "GET HTTP://h:8080/a%20b HTTP/1.1\r\nHost: other\r\n\r\n",
+                b"/a b",
+            ),
+            ("GET http://[::1]:80 HTTP/1.1\r\nHost: h\r\n\r\n", b"/"),
+            ("GET https://h/../x HTTP/1.0\r\n\r\n", b"/../x"),
+        ] {
+            match parse(raw) {
+                Head::Request(r, _) => assert_eq!(r.path, path, "{raw:?}"),
+                other => panic!("{raw:?} refused: {other:?}"),
+            }
+        }
     }
 
     #[test]

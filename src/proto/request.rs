@@ -8,7 +8,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::io::{Buf, Connection};
+use crate::io::{Buf, Connection, TimeoutKind, timeout_kind};
 
 /// The most bytes a request may take, its NUL included.
 pub const MAX_REQUEST: usize = 4096;
@@ -24,8 +24,9 @@ pub enum Request {
     Truncated,
     /// The buffer filled up without a NUL.
     TooLong,
-    /// The request started but did not arrive whole in time (slowloris).
-    TooSlow,
+    /// The request started but did not arrive whole in time (slowloris),
+    /// by this limit (see [`too_slow`]).
+    TooSlow(TimeoutKind),
 }
 
 /// Look for a complete request in `filled`. `None`: read more.
@@ -52,7 +53,7 @@ pub async fn read<C: Connection>(
         Framed::Done(req) => req,
         Framed::Closed => Request::Closed,
         Framed::Truncated => Request::Truncated,
-        Framed::TooSlow => Request::TooSlow,
+        Framed::TooSlow(kind) => Request::TooSlow(kind),
     });
     (req, buf)
 }
@@ -66,8 +67,17 @@ pub enum Framed<R> {
     Closed,
     /// The client closed in the middle of a request.
     Truncated,
-    /// The request started but did not arrive whole within the limit.
-    TooSlow,
+    /// The request started but did not arrive whole: the request limit
+    /// passed (`Deadline`), or nothing more came for the idle timeout.
+    TooSlow(TimeoutKind),
+}
+
+/// Why a request that had begun was given up on, for its log line.
+pub fn too_slow(kind: TimeoutKind, request_timeout: Duration) -> String {
+    match kind {
+        TimeoutKind::Idle(d) => format!("nothing more arrived for {d:?} (idle timeout)"),
+        _ => format!("not complete within {request_timeout:?} (request timeout)"),
+    }
 }
 
 /// Read into `buf` until `parse(filled, full)` decides (any framing: the
@@ -94,7 +104,9 @@ pub async fn read_until<C: Connection, R>(
         buf = b;
         match res {
             Err(e) if e.kind() == io::ErrorKind::TimedOut && deadline.is_some() => {
-                break Ok(Framed::TooSlow);
+                break Ok(Framed::TooSlow(
+                    timeout_kind(&e).unwrap_or(TimeoutKind::Deadline),
+                ));
             }
             Err(e) => break Err(e),
             Ok(0) if buf.is_empty() => break Ok(Framed::Closed),

@@ -100,6 +100,16 @@ impl Slot {
             expired: false,
         }
     }
+
+    /// Is the kernel still to post a completion here? (A `Done` slot, or a
+    /// multishot one that ended, only waits for its owner to poll it.)
+    pub(crate) fn awaits_kernel(&self) -> bool {
+        match self {
+            Slot::Waiting { .. } | Slot::Abandoned(..) => true,
+            Slot::Multi { ended, .. } => !ended,
+            Slot::Done(..) => false,
+        }
+    }
 }
 
 impl Inner {

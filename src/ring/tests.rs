@@ -638,3 +638,22 @@ fn a_preempted_executor_never_parks_with_work_queued() {
         },
     );
 }
+
+#[test]
+fn stopping_does_not_wait_for_completions_their_owners_never_poll() {
+    run(|ring| async move {
+        // A sleep whose task is never polled again (a detached task at
+        // shutdown): its completion comes in and waits in its slot.
+        let mut parked = Box::pin(ring.submit(Timeout::new(Duration::from_millis(1))));
+        assert!(future::poll_once(&mut parked).await.is_none());
+        sleep(&ring, Duration::from_millis(50)).await;
+        let started = Instant::now();
+        ring.inner.cancel_all(Duration::from_secs(12));
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "cancel_all waited {:?} for a completion already in",
+            started.elapsed()
+        );
+        drop(parked);
+    });
+}

@@ -10,22 +10,38 @@
 //! | panicked, or was cut by a drain | a reset                                      |
 //!
 //! The lingering close (nginx's `lingering_close`): half-close, then read
-//! and discard what the client still sends until it closes, within
-//! [`Linger`]'s time and byte bounds, then close. Closing with unread input
-//! would make the kernel reset the connection and drop the end of the answer
-//! still queued for the client. Conversely a reset (`SO_LINGER` 0) is how an
-//! answer that could not be completed ends, so that end of file always means
-//! "all of it". This module never decides what a protocol says.
+//! and discard what the client still sends until it closes, then close.
+//! Closing with unread input, or before a late byte arrives, would make the
+//! kernel reset the connection and drop the end of the answer still queued
+//! for the client. So the linger's clock ([`Linger`]'s time) starts only
+//! once the client has acknowledged the whole answer (the socket's send
+//! queue is empty), however slowly it reads, for as long as it keeps taking
+//! bytes within the write timeout; the bytes it may send meanwhile are
+//! bounded too. Conversely a reset (`SO_LINGER` 0) is how an answer that
+//! could not be completed ends, so that end of file always means "all of
+//! it".
+//!
+//! During a drain, a connection waiting for its next request with nothing
+//! buffered and nothing arrived (an idle keep-alive, an echo session between
+//! lines) reads as closed by the client: its protocol ends cleanly and the
+//! client gets a FIN at once, instead of holding the drain. A connection
+//! that has not been answered yet waits for its first request as usual.
+//! This module never decides what a protocol says.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd as _, BorrowedFd};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use tracing::{debug, info};
 
 use super::isolate::{self, Ended};
 use super::monitor::ServiceStats;
+use super::signal::{Raised, Signal};
 use crate::backend::Socket;
 use crate::fs::{OpenError, RegularFile, Root};
 use crate::io::{Buf, Connection, Linger, Outcome, full_buffer_error, timeout_kind};
@@ -55,20 +71,25 @@ pub(crate) struct Service {
     pub name: Arc<str>,
     pub stats: Arc<ServiceStats>,
     pub linger: Linger,
+    /// How long a client may take no byte of its answer: also how long the
+    /// lingering close waits, at most, for the whole answer to be taken.
+    pub write_timeout: Duration,
 }
 
 /// Serve one accepted connection with `handler`, then end it.
+/// `draining` is the shard's: raised when its drain begins.
 pub(crate) async fn serve<C: Connection + Socket>(
     conn: C,
     handler: &Handler<C>,
     service: &Service,
+    draining: Signal,
 ) {
     let peer = conn.peer();
-    let mut conn = Metered::new(conn, service.stats.clone());
+    let mut conn = Metered::new(conn, service.stats.clone(), draining);
     service.stats.connection_opened();
     let ended = isolate::run(&service.name, peer, handler(&mut conn)).await;
     match ended {
-        Ended::Clean => conn.linger(service.linger).await,
+        Ended::Clean => conn.linger(service, peer).await,
         Ended::Idle => conn.close(),
         Ended::Failed | Ended::Panicked => conn.reset(),
     }
@@ -91,15 +112,29 @@ pub(crate) struct Metered<C: Socket> {
     eof: bool,
     /// Ended on purpose: drop closes normally.
     ended: bool,
+    /// Something was sent: a read into an empty buffer now waits for a
+    /// next request, which a drain need not wait for.
+    answered: bool,
+    /// The shard's drain began.
+    draining: Raised,
+}
+
+/// How a wait for the next request ended.
+enum Waited {
+    Read(io::Result<usize>, Buf),
+    /// The drain began and nothing had arrived.
+    Drained(Buf),
 }
 
 impl<C: Socket> Metered<C> {
-    fn new(conn: C, stats: Arc<ServiceStats>) -> Metered<C> {
+    fn new(conn: C, stats: Arc<ServiceStats>, draining: Signal) -> Metered<C> {
         Metered {
             conn,
             stats,
             eof: false,
             ended: false,
+            answered: false,
+            draining: draining.raised(),
         }
     }
 
@@ -124,37 +159,136 @@ impl<C: Socket> Metered<C> {
 }
 
 impl<C: Connection + Socket> Metered<C> {
+    /// Wait for the next request with `buf` empty: as a read, unless the
+    /// drain begins first (or has begun) and nothing has arrived.
+    async fn wait_for_request(&mut self, buf: Buf) -> Waited {
+        let capacity = buf.capacity();
+        if !self.draining.is_raised() {
+            let draining = &mut self.draining;
+            let mut read = std::pin::pin!(self.conn.read(buf));
+            let read = poll_fn(|cx| match read.as_mut().poll(cx) {
+                Poll::Ready((res, buf)) => Poll::Ready(Some(Waited::Read(res, buf))),
+                Poll::Pending => Pin::new(&mut *draining).poll(cx).map(|()| None),
+            })
+            .await;
+            if let Some(read) = read {
+                return read;
+            }
+            // The drain began while it waited; the read is dropped (and
+            // cancelled), its buffer with it.
+        }
+        let buf = Buf::with_capacity(capacity);
+        if bytes_waiting(self.conn.socket()) {
+            let (res, buf) = self.conn.read(buf).await;
+            return Waited::Read(res, buf);
+        }
+        Waited::Drained(buf)
+    }
+
     /// The lingering close (see the module header).
-    async fn linger(&mut self, limits: Linger) {
+    async fn linger(&mut self, service: &Service, peer: SocketAddr) {
+        /// How often the send queue is looked at while the client takes
+        /// its answer.
+        const ACK_POLL: Duration = Duration::from_millis(100);
         self.ended = true;
-        if socket2::SockRef::from(&self.conn.socket())
-            .shutdown(Shutdown::Write)
-            .is_err()
-        {
-            return; // the client is gone already
+        let fd = self.conn.socket();
+        let socket = socket2::SockRef::from(&fd);
+        if let Err(e) = socket.shutdown(Shutdown::Write) {
+            // The client is gone already: say how (a reset, usually).
+            let e = socket.take_error().ok().flatten().unwrap_or(e);
+            info!(
+                "{}: {peer}: connection ended after its answer was sent: {e}",
+                service.name
+            );
+            return;
         }
         if self.eof {
             return; // and it said all it will say
         }
-        self.conn
-            .set_read_deadline(Some(Instant::now() + limits.time));
+        let limits = service.linger;
+        // Until the client has acknowledged everything: the last time the
+        // send queue shrank, and its length then.
+        let mut taking = Some((Instant::now(), unacknowledged(self.conn.socket())));
+        let mut linger_until = None;
         let mut discarded = 0u64;
         let mut buf = Buf::with_capacity(4096);
-        while discarded <= limits.bytes {
+        loop {
+            let now = Instant::now();
+            if let Some((since, queued)) = taking {
+                let left = unacknowledged(self.conn.socket());
+                if left == 0 {
+                    taking = None;
+                    linger_until = Some(now + limits.time);
+                } else if left < queued {
+                    taking = Some((now, left));
+                } else if now >= since + service.write_timeout {
+                    // It stopped reading: the kernel still sends what is
+                    // queued, then the FIN, after the close.
+                    debug!(
+                        "{}: {peer}: closing with {left} bytes unacknowledged: the client took none for {:?}",
+                        service.name, service.write_timeout
+                    );
+                    return;
+                }
+            }
+            let deadline = match (taking, linger_until) {
+                (Some((since, _)), _) => (now + ACK_POLL).min(since + service.write_timeout),
+                (None, Some(at)) => at,
+                (None, None) => unreachable!("one of the two clocks runs"),
+            };
+            self.conn.set_read_deadline(Some(deadline));
             buf.clear();
             // Not through `self.read`: the linger's own deadline passing is
             // no timeout of the client's.
             let (res, b) = self.conn.read(buf).await;
             buf = b;
             match res {
-                Ok(0) | Err(_) => return,
+                Ok(0) => return,
                 Ok(n) => {
                     self.stats.bytes_in.add(n as u64);
                     discarded += n as u64;
+                    if discarded > limits.bytes {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    if taking.is_none() {
+                        return; // the linger's time is up
+                    }
+                }
+                Err(e) => {
+                    info!(
+                        "{}: {peer}: connection ended after its answer was sent: {e}",
+                        service.name
+                    );
+                    return;
                 }
             }
         }
     }
+}
+
+/// Bytes sent on `socket` that its peer has not acknowledged yet (the FIN
+/// counts as one); 0 if the kernel will not say.
+fn unacknowledged(socket: BorrowedFd<'_>) -> u32 {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer, which
+    // is valid for that; the descriptor is borrowed, so open.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if rc == 0 { queued.max(0) as u32 } else { 0 }
+}
+
+/// Has the client sent bytes not yet read (or closed its side)?
+fn bytes_waiting(socket: BorrowedFd<'_>) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    matches!(
+        rustix::net::recv(
+            socket,
+            &mut byte[..],
+            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT
+        ),
+        Ok((_, n)) if n > 0
+    )
 }
 
 impl<C: Socket> Drop for Metered<C> {
@@ -174,7 +308,17 @@ impl<C: Connection + Socket> Connection for Metered<C> {
         if buf.is_full() {
             return (Err(full_buffer_error()), buf);
         }
-        let (res, buf) = self.conn.read(buf).await;
+        let (res, buf) = if buf.is_empty() && self.answered {
+            match self.wait_for_request(buf).await {
+                Waited::Read(res, buf) => (res, buf),
+                Waited::Drained(buf) => {
+                    debug!("{}: idle at the drain: closed", self.conn.peer());
+                    return (Ok(0), buf);
+                }
+            }
+        } else {
+            self.conn.read(buf).await
+        };
         match &res {
             Ok(0) => self.eof = true,
             Ok(n) => self.stats.bytes_in.add(*n as u64),
@@ -190,7 +334,10 @@ impl<C: Connection + Socket> Connection for Metered<C> {
     async fn write_prefix(&mut self, buf: Buf, len: usize) -> (io::Result<()>, Buf) {
         let (res, buf) = self.conn.write_prefix(buf, len).await;
         match &res {
-            Ok(()) => self.stats.bytes_out.add(len as u64),
+            Ok(()) => {
+                self.answered = true;
+                self.stats.bytes_out.add(len as u64);
+            }
             Err(_) => self.note(&res),
         }
         (res, buf)
@@ -203,7 +350,10 @@ impl<C: Connection + Socket> Connection for Metered<C> {
     async fn send_file(&mut self, file: RegularFile) -> io::Result<u64> {
         let res = self.conn.send_file(file).await;
         match &res {
-            Ok(n) => self.stats.bytes_out.add(*n),
+            Ok(n) => {
+                self.answered = true;
+                self.stats.bytes_out.add(*n);
+            }
             Err(_) => self.note(&res),
         }
         res
@@ -213,7 +363,10 @@ impl<C: Connection + Socket> Connection for Metered<C> {
         let head_len = head.len() as u64;
         let (res, head) = self.conn.send_file_after(head, file).await;
         match &res {
-            Ok(n) => self.stats.bytes_out.add(head_len + n),
+            Ok(n) => {
+                self.answered = true;
+                self.stats.bytes_out.add(head_len + n);
+            }
             Err(_) => self.note(&res),
         }
         (res, head)
@@ -225,5 +378,9 @@ impl<C: Connection + Socket> Connection for Metered<C> {
 
     fn record(&mut self, outcome: Outcome) {
         self.stats.outcomes[outcome.index()].add(1);
+    }
+
+    fn draining(&self) -> bool {
+        self.draining.is_raised()
     }
 }

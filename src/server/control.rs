@@ -2,7 +2,8 @@
 //!
 //! A shard gets a [`ShardSpec`] (its CPU, its listeners, a control socket, the
 //! event channel) and runs on a thread named `ringlet-shard-N`. The main
-//! thread writes single bytes to the control socket ([`STOP`]); the shard
+//! thread writes single bytes to the control socket ([`STOP`], then maybe
+//! [`CUT`]); the shard
 //! reports [`Event`]s back, and [`ExitGuard`] reports its exit however the
 //! thread ends, panics included. Nothing here knows glommio or tokio.
 
@@ -22,6 +23,8 @@ use super::monitor::{HEARTBEAT, ShardStats};
 
 /// Control byte: stop accepting and end the shard.
 pub(crate) const STOP: u8 = b'S';
+/// Control byte, during a drain: reset every live connection now.
+pub(crate) const CUT: u8 = b'C';
 /// Control byte: panic outside any connection (fault injection for tests).
 pub(crate) const PANIC: u8 = b'P';
 
@@ -32,6 +35,7 @@ pub(crate) enum Event {
     StartFailed { shard: usize, reason: String },
     Exited { shard: usize, panic: Option<String> },
     StopRequested,
+    CutRequested,
 }
 
 /// One service's listener on one shard.
@@ -167,15 +171,28 @@ pub(crate) async fn heartbeat<S: Future<Output = ()>>(
     }
 }
 
+/// Whether a control read during the drain asks to cut every connection
+/// now (`CUT`). A closed or failing control socket asks nothing: the drain
+/// then runs its course on its own clock.
+pub(crate) fn cuts(shard: usize, read: &io::Result<Option<u8>>) -> Option<bool> {
+    match read {
+        Ok(Some(PANIC)) => panic!("shard {shard} asked to panic (fault injection)"),
+        Ok(Some(CUT)) => Some(true),
+        Ok(Some(_)) => Some(false),
+        _ => None,
+    }
+}
+
 /// After accepting stopped: let the connections in `tracker` finish, for at
-/// most `limit`; then `cut` the rest (their clients get a reset) and wait
-/// for them to go.
+/// most `limit` or until `cut_asked` completes (a second signal); then `cut`
+/// the rest (their clients get a reset) and wait for them to go.
 pub(crate) async fn drain<S: Future<Output = ()>>(
     shard: usize,
     tracker: &TaskTracker,
     cut: &super::signal::Signal,
     limit: Duration,
     sleep: impl Fn(Duration) -> S,
+    cut_asked: impl Future<Output = ()>,
 ) {
     tracker.close();
     let open = tracker.len();
@@ -183,20 +200,26 @@ pub(crate) async fn drain<S: Future<Output = ()>>(
         return;
     }
     info!("shard {shard}: stopped accepting; waiting up to {limit:?} for {open} connection(s)");
-    let finished = future::or(
+    let why = future::or(
         async {
             tracker.wait().await;
-            true
+            None
         },
-        async {
-            sleep(limit).await;
-            false
-        },
+        future::or(
+            async {
+                sleep(limit).await;
+                Some(format!("the drain's {limit:?} are up"))
+            },
+            async {
+                cut_asked.await;
+                Some("a second stop signal".to_string())
+            },
+        ),
     )
     .await;
-    if !finished {
+    if let Some(why) = why {
         warn!(
-            "shard {shard}: {} connection(s) still open after {limit:?}: closing them",
+            "shard {shard}: resetting {} connection(s) still open: {why}",
             tracker.len()
         );
         cut.raise();

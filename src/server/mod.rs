@@ -246,6 +246,11 @@ impl Server {
                     stopping = true;
                     deadline.get_or_insert(Instant::now() + self.shutdown_timeout + STOP_GRACE);
                 }
+                Ok(Event::CutRequested) => {
+                    stopping = true;
+                    let soon = Instant::now() + STOP_GRACE;
+                    deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
+                }
                 Ok(Event::Exited { shard, panic }) if !stopping => {
                     let reason = panic.unwrap_or_else(|| "its executor returned".into());
                     error!("shard {shard} died: {reason}");
@@ -283,11 +288,22 @@ impl Server {
 }
 
 impl Stopper {
-    /// Ask every shard to stop accepting, let live connections finish (up to
-    /// the shutdown timeout), and end. Returns at once.
+    /// Ask every shard to stop accepting, end the connections idle between
+    /// requests (with a FIN, after their lingering close), let the others
+    /// finish (up to the shutdown timeout), and end. Returns at once.
     pub fn stop(&self) {
         let _ = self.events.send(Event::StopRequested);
         self.send(None, control::STOP);
+    }
+
+    /// Stop at once: as [`Stopper::stop`], but every connection still open
+    /// is reset now rather than at the end of the drain (a second signal).
+    /// Their clients see `ECONNRESET`, never an end of file that could pass
+    /// for a whole answer. Returns at once.
+    pub fn cut(&self) {
+        self.stop();
+        let _ = self.events.send(Event::CutRequested);
+        self.send(None, control::CUT);
     }
 
     fn send(&self, only: Option<usize>, byte: u8) {
@@ -528,7 +544,7 @@ impl Server {
                     shard,
                     reason: panic.unwrap_or_else(|| "its thread ended".into()),
                 },
-                Ok(Event::StopRequested) => continue,
+                Ok(Event::StopRequested | Event::CutRequested) => continue,
                 Err(_) => ServerError::Start {
                     shard: ready,
                     reason: format!("not ready within {START_TIMEOUT:?}"),

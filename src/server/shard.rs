@@ -6,7 +6,9 @@
 //! (`--max-conns`: live connections per shard, all services together), runs
 //! the protocol in an isolated, tracked task, and waits for the control
 //! byte. On `STOP` it stops accepting (its listeners close, so newcomers are
-//! refused) and lets live connections finish for the drain time.
+//! refused), ends connections idle between requests, and lets the others
+//! finish for the drain time, or until a `CUT` byte (a second signal)
+//! resets them.
 //!
 //! It talks to the main thread only through its control socket and the event
 //! channel (see `control`). It must never let an accept error end an accept
@@ -56,7 +58,10 @@ struct Shard<R: Runtime> {
     admit: Arc<Semaphore>,
     /// The live connections, for the drain.
     tracker: TaskTracker,
-    /// Cuts every live connection (the drain's time is up).
+    /// Raised when the drain begins: connections idle between requests end.
+    draining: Signal,
+    /// Cuts every live connection (the drain's time is up, or a second
+    /// signal came).
     cut: Signal,
 }
 
@@ -75,6 +80,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
                 .map_or(Semaphore::MAX_PERMITS, |n| n.min(Semaphore::MAX_PERMITS)),
         )),
         tracker: TaskTracker::new(),
+        draining: Signal::default(),
         cut: Signal::default(),
     });
     let beat_rt = rt.clone();
@@ -115,6 +121,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
             name: service.into(),
             stats: spec.stats.services[index].clone(),
             linger: spec.linger,
+            write_timeout: spec.timeouts.write,
         };
         let stopped = stop.clone();
         let shard = shard.clone();
@@ -136,13 +143,29 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
 
     // Stop accepting: the loops end and close this shard's listeners.
     stop.raise();
+    shard.draining.raise();
     accepting.close();
     accepting.wait().await;
     shard.admit.close();
     debug!(shard = spec.id, "stopped accepting");
-    control::drain(spec.id, &shard.tracker, &shard.cut, spec.drain, |d| {
-        rt.sleep(d)
-    })
+    let cut_asked = async {
+        loop {
+            let read = rt.read_control(&mut control).await;
+            match control::cuts(spec.id, &read) {
+                Some(true) => return,
+                Some(false) => {}
+                None => future::pending::<()>().await,
+            }
+        }
+    };
+    control::drain(
+        spec.id,
+        &shard.tracker,
+        &shard.cut,
+        spec.drain,
+        |d| rt.sleep(d),
+        cut_asked,
+    )
     .await;
 }
 
@@ -182,10 +205,15 @@ async fn accept_loop<R: Runtime>(
             crate::io::Connection::peer(&conn)
         );
         let (service, handler, cut) = (service.clone(), handler.clone(), shard.cut.clone());
+        let draining = shard.draining.clone();
         shard.rt.spawn(shard.tracker.track_future(async move {
             // Cut by the drain: the connection is dropped mid-answer, and
             // its client gets a reset.
-            future::or(conn::serve(conn, &handler, &service), cut.raised()).await;
+            future::or(
+                conn::serve(conn, &handler, &service, draining),
+                cut.raised(),
+            )
+            .await;
             drop(permit);
         }));
     }

@@ -1,10 +1,11 @@
 //! [`Signal`]: a one-shot, shard-local "stop now" that many tasks wait on.
 //!
-//! The shard raises one to end its accept loops and another to cut the
-//! connections left when the drain's time is up. Every live connection
-//! waits on the second, and its future is polled with the connection's on
-//! every wake-up, so the unraised case must cost nothing: a `Cell` read,
-//! with the waker registered once. It never crosses threads.
+//! The shard raises one to end its accept loops, one when its drain begins
+//! (connections idle between requests end), and one to cut the connections
+//! left when the drain's time is up or a second signal came. Every live
+//! connection waits on the last two, and those futures are polled with the
+//! connection's on every wake-up, so the unraised case must cost nothing:
+//! a `Cell` read, with the waker registered once. It never crosses threads.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -34,6 +35,11 @@ impl Signal {
         }
     }
 
+    /// Has it been raised?
+    pub(crate) fn is_raised(&self) -> bool {
+        self.0.raised.get()
+    }
+
     /// Completes once the signal is raised.
     pub(crate) fn raised(&self) -> Raised {
         Raised {
@@ -47,6 +53,13 @@ impl Signal {
 pub(crate) struct Raised {
     signal: Signal,
     key: Option<usize>,
+}
+
+impl Raised {
+    /// Has its signal been raised?
+    pub(crate) fn is_raised(&self) -> bool {
+        self.signal.is_raised()
+    }
 }
 
 impl Future for Raised {

@@ -28,7 +28,7 @@ impl Ringlet {
 
     /// As [`Ringlet::serve`], with a hook to adjust the command first.
     pub fn serve_with(backend: &str, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Ringlet {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringlet"));
+        let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .args(["--backend", backend])
             .args(["--echo", "127.0.0.1:0", "--file", "127.0.0.1:0"])
@@ -153,6 +153,14 @@ impl Drop for Ringlet {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The binary under test: this build's, or `RINGLET_TEST_BIN` (to see a
+/// test fail against an older build before its fix).
+pub fn bin() -> std::path::PathBuf {
+    std::env::var_os("RINGLET_TEST_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ringlet").into())
 }
 
 fn has_off(args: &[&str], flag: &str) -> bool {
