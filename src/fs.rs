@@ -10,6 +10,11 @@
 //! and `/proc` magic links all fail inside the kernel. Only regular files come
 //! out of here. This module must never open anything by a path of its own
 //! making outside the root directory descriptor.
+//!
+//! The flags and the retry of a raced lookup are defined here once, for the
+//! direct open and for a backend's ring alike ([`open_how`], [`retry_race`]).
+//! One test hook: `RINGLET_TEST_COLD_OPEN` set makes the uring backend skip
+//! its cached direct open, so tests reach the ring's `OPENAT2`.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -17,8 +22,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
@@ -112,8 +117,7 @@ impl Root {
         loop {
             match self.openat2(relative, RESOLVE) {
                 Ok(fd) => return finish_open(fd),
-                // A rename raced with a `..`: the kernel asks for a retry.
-                Err(rustix::io::Errno::AGAIN) if tries < RACE_RETRIES => tries += 1,
+                Err(e) if retry_race(Some(e.raw_os_error()), &mut tries) => {}
                 Err(e) => return Err(open_error(e)),
             }
         }
@@ -123,17 +127,21 @@ impl Root {
     /// caches (`RESOLVE_CACHED`, Linux 5.12): `None` when the lookup would
     /// have to read the disk (or the kernel lacks the flag), so that a
     /// backend can open it asynchronously instead, never blocking its core.
+    ///
+    /// Test hook: with [`COLD_OPEN_ENV`] set, always `None`, as on a kernel
+    /// without the flag (read once; nothing changes when it is unset).
     pub(crate) fn open_file_cached(
         &self,
         request: &[u8],
     ) -> Option<Result<RegularFile, OpenError>> {
         /// The kernel refused RESOLVE_CACHED once (before 5.12): never again.
         static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+        static COLD: LazyLock<bool> = LazyLock::new(|| std::env::var_os(COLD_OPEN_ENV).is_some());
         let relative = match relative_path(request) {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
-        if UNSUPPORTED.load(Ordering::Relaxed) {
+        if UNSUPPORTED.load(Ordering::Relaxed) || *COLD {
             return None;
         }
         match self.openat2(relative, RESOLVE.union(ResolveFlags::CACHED)) {
@@ -194,10 +202,30 @@ pub(crate) const OPEN_FLAGS: OFlags = OFlags::RDONLY
 
 /// How often an open whose `..` lookup raced with a rename (`EAGAIN`) is
 /// retried before the request is refused.
-pub(crate) const RACE_RETRIES: usize = 16;
+const RACE_RETRIES: usize = 16;
 
 /// How every path is resolved: beneath the root, no magic links.
 pub(crate) const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// [`OPEN_FLAGS`] and [`RESOLVE`] as a ring's `open_how` takes them:
+/// `(flags, resolve)`. Every open beneath a root, direct or on a ring, uses these.
+pub(crate) fn open_how() -> (u64, u64) {
+    (OPEN_FLAGS.bits() as u64, RESOLVE.bits())
+}
+
+/// Whether an `openat2` that failed with `errno` is tried again: a rename
+/// raced with a `..` lookup (the kernel's `EAGAIN`), at most
+/// [`RACE_RETRIES`] times per open. Counts the try in `tries`.
+pub(crate) fn retry_race(errno: Option<i32>, tries: &mut usize) -> bool {
+    let again = errno == Some(rustix::io::Errno::AGAIN.raw_os_error()) && *tries < RACE_RETRIES;
+    *tries += usize::from(again);
+    again
+}
+
+/// Test hook, read once per process: when set, the uring backend never
+/// tries the direct `RESOLVE_CACHED` open, so every file is opened by the
+/// ring's `OPENAT2` (the path a cold dentry cache takes). For tests only.
+pub(crate) const COLD_OPEN_ENV: &str = "RINGLET_TEST_COLD_OPEN";
 
 /// The request as a path relative to the root: leading slashes dropped, the
 /// way a URL path resolves. An empty path is refused.

@@ -104,11 +104,49 @@ fn unconfined(root: &std::path::Path, req: &[u8]) -> Option<Vec<u8>> {
     std::fs::read(root.join(rel)).ok()
 }
 
+/// A file server on `root` (framed or plain). `cold`: with the test hook
+/// that makes the uring backend skip its direct `RESOLVE_CACHED` open, so
+/// that every path goes through the ring's own `OPENAT2` (the path a cold
+/// dentry cache takes, which files fetched right after they were made never
+/// reach), each such open logged at debug.
+fn serve_files(backend: &str, root: &str, framed: bool, cold: bool) -> Ringlet {
+    let mut args = vec!["--echo", "off", "--root", root];
+    if framed {
+        args.push("--file-header");
+    }
+    Ringlet::serve_with(backend, &args, |cmd| {
+        if cold {
+            cmd.env("RINGLET_TEST_COLD_OPEN", "1")
+                .env("RINGLET_LOG", "info,ringlet=debug");
+        }
+    })
+}
+
+/// With `cold`: `server` opened `req` through the ring (its debug line).
+fn assert_through_the_ring(server: &Ringlet, req: &[u8], cold: bool) {
+    if cold {
+        let shown = format!("{:?}", String::from_utf8_lossy(req));
+        server.wait_for_log(&[&format!("OPENAT2 {shown} through the ring")]);
+    }
+}
+
 fn the_corpus_is_refused_for_the_right_reason(backend: &str) {
+    refuse_the_corpus(backend, false);
+}
+
+/// The ring's `OPENAT2` confines as the direct open does: the whole corpus
+/// through it, each path seen to take it (uring only: the epoll backend has
+/// no ring and always opens directly).
+#[test]
+fn the_corpus_is_refused_by_the_rings_own_openat2() {
+    refuse_the_corpus("uring", true);
+}
+
+fn refuse_the_corpus(backend: &str, cold: bool) {
     let l = layout();
     let root = l.root.to_str().unwrap();
-    let framed = Ringlet::serve(backend, &["--echo", "off", "--file-header", "--root", root]);
-    let plain = Ringlet::serve(backend, &["--echo", "off", "--root", root]);
+    let framed = serve_files(backend, root, true, cold);
+    let plain = serve_files(backend, root, false, cold);
     // Renames anywhere make the kernel ask for a retry of a `..` lookup
     // beneath a root (EAGAIN): keep some going, so the server must retry.
     let stop = Arc::new(AtomicBool::new(false));
@@ -138,6 +176,8 @@ fn the_corpus_is_refused_for_the_right_reason(backend: &str) {
         );
         assert_eq!(fetch(plain.file(), &req), b"", "{shown:?} was answered");
         plain.wait_for_log(&[&format!("{:?}: refused: {reason}", shown)]);
+        assert_through_the_ring(&framed, &req, cold);
+        assert_through_the_ring(&plain, &req, cold);
     }
     stop.store(true, Ordering::Relaxed);
     renamer.join().unwrap();
@@ -163,14 +203,25 @@ fn the_corpus_is_refused_for_the_right_reason(backend: &str) {
             String::from_utf8_lossy(ok),
             plain.log().join("\n")
         );
+        assert_through_the_ring(&plain, ok, cold);
     }
     assert!(!plain.log().iter().any(|l| l.contains("panicked")));
 }
 
+fn magic_links_are_refused_even_at_the_filesystem_root(backend: &str) {
+    refuse_magic_links(backend, false);
+}
+
+/// As the corpus: the ring's own `OPENAT2` refuses magic links too.
+#[test]
+fn magic_links_are_refused_by_the_rings_own_openat2() {
+    refuse_magic_links("uring", true);
+}
+
 /// With the whole filesystem as root (the article's way), `/proc`'s magic
 /// links still lead nowhere: they are refused, not followed.
-fn magic_links_are_refused_even_at_the_filesystem_root(backend: &str) {
-    let server = Ringlet::serve(backend, &["--echo", "off", "--file-header", "--root", "/"]);
+fn refuse_magic_links(backend: &str, cold: bool) {
+    let server = serve_files(backend, "/", true, cold);
     let passwd = std::fs::read("/etc/passwd").unwrap();
     // Followed, this link would serve /etc/passwd.
     assert_eq!(
@@ -189,12 +240,14 @@ fn magic_links_are_refused_even_at_the_filesystem_root(backend: &str) {
             "{:?}",
             String::from_utf8_lossy(link)
         );
+        assert_through_the_ring(&server, link, cold);
     }
     let got = fetch(server.file(), b"/etc/passwd");
     assert_eq!(
         got,
         [format!("OK {}\n", passwd.len()).as_bytes(), &passwd].concat()
     );
+    assert_through_the_ring(&server, b"/etc/passwd", cold);
 }
 
 fn device_files_long_names_and_non_utf8_names(backend: &str) {

@@ -193,8 +193,8 @@ fn openat2_through_the_ring_stays_beneath_its_root() {
     std::fs::write(dir.path().join("f"), "inside").unwrap();
     let root = Arc::new(OwnedFd::from(std::fs::File::open(dir.path()).unwrap()));
     run(move |ring| async move {
-        let beneath = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-        let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+        // The flags every open beneath a served root uses.
+        let (flags, beneath) = crate::fs::open_how();
         let open = |path: &[u8]| OpenAt2::new(&root, path, flags, beneath).unwrap();
         let fd = ring.submit(open(b"f")).await.unwrap();
         let mut f = std::fs::File::from(fd);

@@ -12,8 +12,9 @@
 //! Files are opened by a direct `openat2` when the path resolves from the
 //! kernel's caches (`RESOLVE_CACHED`: it cannot block), otherwise by
 //! `openat2` through the ring (a lookup that must read the disk does not
-//! stall the core). Files up to 16 KiB are read and sent (with an HTTP head
-//! in the same send): a page-cache read and a send complete inline. Larger
+//! stall the core; each such open is logged at debug). Files up to 16 KiB
+//! are read and sent (with an HTTP head in the same send): a page-cache
+//! read and a send complete inline. Larger
 //! ones go 2 MiB at a time: a chunk the page cache holds whole (asked with
 //! `cachestat`, Linux 6.5) leaves by `sendfile` on this thread, the socket
 //! non-blocking while it does, a full socket waited for through the ring,
@@ -38,8 +39,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use tracing::debug;
+
 use crate::backend::Socket;
-use crate::fs::{self, OpenError, RegularFile, Root};
+use crate::fs::{self, DisplayPath, OpenError, RegularFile, Root};
 use crate::io::{Buf, Connection, Timeouts, read_limit, timed_out, write_timed_out};
 use crate::pagecache;
 use crate::ring::deadline::Watch;
@@ -412,21 +415,19 @@ impl Connection for RingConn {
             return opened;
         }
         let relative = fs::relative_path(request)?;
+        debug!(
+            "{}: OPENAT2 {} through the ring",
+            self.peer,
+            DisplayPath(request)
+        );
+        let (flags, resolve) = fs::open_how();
         let mut tries = 0;
         loop {
-            let open = OpenAt2::new(
-                root.dir(),
-                relative,
-                fs::OPEN_FLAGS.bits() as u64,
-                fs::RESOLVE.bits(),
-            )
-            .map_err(|e| fs::open_error_from_io(&e))?;
+            let open = OpenAt2::new(root.dir(), relative, flags, resolve)
+                .map_err(|e| fs::open_error_from_io(&e))?;
             match self.ring.submit(open).await {
                 Ok(fd) => return fs::finish_open(fd),
-                // A rename raced with a `..`: the kernel asks for a retry.
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < fs::RACE_RETRIES => {
-                    tries += 1
-                }
+                Err(e) if fs::retry_race(e.raw_os_error(), &mut tries) => {}
                 Err(e) => return Err(fs::open_error_from_io(&e)),
             }
         }
