@@ -8,9 +8,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `ringlet --version`: the package's version and the commit it was built
+/// from (build.rs asks git; `unknown` outside a checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RINGLET_COMMIT"),
+    ")"
+);
+
 /// ringlet: the Eventlet article's echo and file servers, thread-per-core on io_uring.
 #[derive(Debug, Parser)]
-#[command(name = "ringlet", version, propagate_version = true)]
+#[command(name = "ringlet", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -58,6 +67,28 @@ pub enum Command {
     /// Load generator: drive an echo or file server and verify every byte.
     #[command(subcommand)]
     Bench(Bench),
+}
+
+/// The whole command line: [`Cli`] and the hidden `ringlet docs DIR`, which
+/// writes the man pages (DIR/man) and the bash, zsh and fish completions
+/// (DIR/completions) generated from [`Cli`], for packagers
+/// (scripts/package.sh). It is added here, outside [`Cli`], so that neither
+/// the pages nor the completions it writes mention it.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    Cli::command().subcommand(Docs::augment_args(
+        clap::Command::new("docs")
+            .hide(true)
+            .about("Write the man pages and shell completions (for packagers)"),
+    ))
+}
+
+/// `ringlet docs` options.
+#[derive(Debug, Args)]
+pub struct Docs {
+    /// Where to write man/ and completions/.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// `ringlet bench` subcommands.

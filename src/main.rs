@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::FromArgMatches as _;
 use tracing::error;
 
 mod bench;
@@ -13,13 +13,23 @@ mod cmd;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = cli::command().get_matches();
+    if let Some(("docs", m)) = matches.subcommand() {
+        let docs = cli::Docs::from_arg_matches(m).unwrap_or_else(|e| e.exit());
+        cmd::logging::init(cli::LogFormat::Text);
+        return exit(cmd::docs::docs(&docs.dir));
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     cmd::logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::serve(args),
         Command::Probe => return cmd::probe(),
         Command::Bench(b) => cmd::bench::bench(b),
     };
+    exit(result)
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

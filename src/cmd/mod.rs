@@ -1,6 +1,7 @@
 //! The binary's commands, one file each; the library does the work.
 
 pub mod bench;
+pub mod docs;
 pub mod logging;
 pub mod metrics;
 pub mod registry;
