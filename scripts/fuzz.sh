@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # fuzz.sh — fuzz request framing and root confinement for a bounded time.
 #
-# Usage: scripts/fuzz.sh [--seconds N] [--target request_path|http_head]
+# Usage: scripts/fuzz.sh [--seconds N] [--target request_path|http_head|all]
 #   request_path  the file protocol's framing and Root::open_file (default)
 #   http_head     the HTTP request head parser, ranges, and the paths it yields
+#   all           each of them in turn, N seconds each (what CI runs)
 # Installs cargo-fuzz if missing. The machine's stable toolchain is enough:
 # RUSTC_BOOTSTRAP lets it take the sanitizer flags cargo-fuzz passes.
-# Findings (crashing inputs) land in fuzz/artifacts/TARGET/.
+# A clean clone works: the corpus folders (gitignored) are made and seeded.
+# Findings (crashing inputs) land in fuzz/artifacts/TARGET/; a finding, or a
+# target that fails to build, exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=300 target=request_path
@@ -14,12 +17,16 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift ;;
     --target) target="$2"; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
 done
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+if [ "$target" = all ]; then
+  for t in request_path http_head; do "$0" --seconds "$seconds" --target "$t"; done
+  exit 0
+fi
 corpus=fuzz/corpus/$target
 mkdir -p "$corpus"
 seed() { printf '%b' "$1" > "$corpus/seed-$(printf '%s' "$1" | md5sum | cut -c1-8)"; }
@@ -40,5 +47,6 @@ case "$target" in
     max_len=8400 ;;
   *) echo "unknown target: $target" >&2; exit 2 ;;
 esac
+echo "== fuzz $target: $seconds s" >&2
 RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" -- \
   -max_total_time="$seconds" -max_len="$max_len" -print_final_stats=1
