@@ -7,12 +7,13 @@
 
 mod common;
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::End;
 use ringlet::proto::file::FileServer;
 use ringlet::{Backend, Buf, Connection, Protocol, Root, Server};
 
@@ -58,30 +59,26 @@ impl Protocol for Abandoner {
     }
 }
 
-/// Everything until the server ends the connection, however it ends it.
-fn read_all(s: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return got,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return got,
-            Err(e) => panic!("read failed: {e}"),
-        }
-    }
-}
-
 fn one_client(addr: SocketAddr, id: u64) -> Result<(), String> {
     let mut s = common::connect(addr);
     s.write_all(&id.to_le_bytes()).map_err(|e| e.to_string())?;
-    let got = read_all(&mut s);
+    let (got, end) = common::read_to_end_or_reset(&mut s);
     if id % 2 == 1 {
-        // Its own poison at most.
+        // Its own poison at most, and a reset: the handler failed.
         if let Some(b) = got.iter().find(|&&b| b != POISON) {
             return Err(format!("client {id} got a stranger's byte {b:#x}"));
         }
+        if end != End::Reset {
+            return Err(format!("client {id}: a failed connection ended in a FIN"));
+        }
         return Ok(());
+    }
+    // A whole answer ends in a FIN: a reset may have dropped some of it.
+    if end != End::Closed {
+        return Err(format!(
+            "client {id}: its whole answer ended in a reset after {} bytes",
+            got.len()
+        ));
     }
     if got.contains(&POISON) {
         return Err(format!("client {id} got another connection's queued bytes"));

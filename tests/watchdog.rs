@@ -58,6 +58,33 @@ fn pings(sock: &UnixDatagram, span: Duration) -> Vec<Instant> {
     at
 }
 
+/// While every shard turns, pings come at half the watchdog interval
+/// (200 ms of 400): the median gap over ten pings, bounded generously both
+/// ways (a loaded machine delays some; none but a broken cadence moves the
+/// median to the interval itself, or to a flood).
+fn assert_cadence(sock: &UnixDatagram, backend: Backend) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut at = Vec::new();
+    let mut buf = [0u8; 1024];
+    while at.len() < 11 && Instant::now() < deadline {
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        if let Ok(n) = sock.recv(&mut buf)
+            && String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1")
+        {
+            at.push(Instant::now());
+        }
+    }
+    assert_eq!(at.len(), 11, "{backend:?}: pings stopped while serving");
+    let mut gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        median >= Duration::from_millis(140) && median <= Duration::from_millis(320),
+        "{backend:?}: pings every {median:?} (gaps {gaps:?}); half of WATCHDOG_USEC is 200 ms"
+    );
+}
+
 fn longest_gap(start: Instant, at: &[Instant], end: Instant) -> Duration {
     let mut points = vec![start];
     points.extend_from_slice(at);
@@ -86,6 +113,7 @@ fn watchdog_pings_stop_while_a_shard_is_stalled_or_dead() {
         let addr = server.local_addr("stall").unwrap();
         let _notifier = Notifier::start(server.monitor());
         assert!(pings_arrive(&sock, 3), "{backend:?}: no steady pings");
+        assert_cadence(&sock, backend);
 
         // Stall the only shard for 2.5 s.
         let mut c = TcpStream::connect(addr).unwrap();

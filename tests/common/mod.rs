@@ -28,7 +28,18 @@ impl Ringlet {
 
     /// As [`Ringlet::serve`], with a hook to adjust the command first.
     pub fn serve_with(backend: &str, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Ringlet {
-        let mut cmd = Command::new(bin());
+        Ringlet::serve_program(&bin(), backend, args, adjust)
+    }
+
+    /// As [`Ringlet::serve_with`], running the binary at `program` (a copy
+    /// a test may replace).
+    pub fn serve_program(
+        program: &std::path::Path,
+        backend: &str,
+        args: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Ringlet {
+        let mut cmd = Command::new(program);
         cmd.arg("serve")
             .args(["--backend", backend])
             .args(["--echo", "127.0.0.1:0", "--file", "127.0.0.1:0"])
@@ -123,6 +134,29 @@ impl Ringlet {
         }
     }
 
+    /// How many log lines so far contain every one of `parts`.
+    pub fn count_log(&self, parts: &[&str]) -> usize {
+        self.log()
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    }
+
+    /// Wait (bounded) until at least `n` log lines contain every one of
+    /// `parts`: a line an earlier request left cannot stand for a later one.
+    pub fn wait_for_log_count(&self, parts: &[&str], n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.count_log(parts) < n {
+            if Instant::now() > deadline {
+                panic!(
+                    "fewer than {n} log lines with {parts:?}; log:\n{}",
+                    self.log().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Send a signal and wait (bounded) for the exit status code.
     pub fn signal_and_wait(&mut self, signal: i32) -> Option<i32> {
         unsafe { libc::kill(self.child.id() as i32, signal) };
@@ -188,6 +222,27 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Run `ringlet ARGS` to its end (killed, failing the test, if it runs
+/// for 20 s: these invocations are all expected to exit by themselves).
+pub fn ringlet(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ringlet");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ringlet {args:?} did not exit within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Connect with the test's timeouts set.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
@@ -213,6 +268,21 @@ pub fn read_to_end_or_reset(s: &mut TcpStream) -> (Vec<u8>, End) {
     let mut buf = [0u8; 64 * 1024];
     loop {
         match s.read(&mut buf) {
+            Ok(0) => return (out, End::Closed),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, End::Reset),
+            Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
+        }
+    }
+}
+
+/// As [`read_to_end_or_reset`], from any reader of the connection (a
+/// `BufReader` over it, say, with what it already buffered).
+pub fn read_rest_or_reset(r: &mut impl Read) -> (Vec<u8>, End) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
             Ok(0) => return (out, End::Closed),
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, End::Reset),
