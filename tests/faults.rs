@@ -63,8 +63,19 @@ fn half_close_still_gets_every_echo_back(backend: &str) {
 /// Stream `big` slowly while `meddle` changes the file; returns what
 /// arrived and how the server ended the stream.
 fn stream_while(server: &Ringlet, meddle: impl FnOnce()) -> (Vec<u8>, End) {
-    let mut s = connect(server.file());
-    s.write_all(b"big\0").unwrap();
+    stream_request_while(server.file(), b"big\0", meddle)
+}
+
+/// Send `request` to `addr`, read the first MiB of the answer, let
+/// `meddle` change the file, then read the rest slowly; returns what
+/// arrived (head included) and how the server ended the connection.
+fn stream_request_while(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+    meddle: impl FnOnce(),
+) -> (Vec<u8>, End) {
+    let mut s = connect(addr);
+    s.write_all(request).unwrap();
     let mut got = vec![0u8; 1 << 20];
     s.read_exact(&mut got).unwrap();
     meddle();
@@ -76,6 +87,12 @@ fn stream_while(server: &Ringlet, meddle: impl FnOnce()) -> (Vec<u8>, End) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 return (got, End::Reset);
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => panic!(
+                "neither a reset nor a FIN after {} bytes, the last {:?}: the connection \
+                 went on (to the next answer?)",
+                got.len(),
+                String::from_utf8_lossy(&got[got.len().saturating_sub(40)..])
+            ),
             Err(e) => panic!("read failed after {} bytes: {e}", got.len()),
         }
         std::thread::sleep(Duration::from_micros(200));
@@ -94,14 +111,7 @@ fn a_file_truncated_mid_stream_ends_in_a_reset_with_only_real_bytes(backend: &st
         backend,
         &["--echo", "off", "--root", dir.path().to_str().unwrap()],
     );
-    let (got, end) = stream_while(&server, || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(2 << 20)
-            .unwrap();
-    });
+    let (got, end) = stream_while(&server, || truncate(&path, 2 << 20));
     assert_eq!(end, End::Reset, "a truncated stream ended like a whole one");
     assert!(
         got.len() < big.len(),
@@ -113,6 +123,99 @@ fn a_file_truncated_mid_stream_ends_in_a_reset_with_only_real_bytes(backend: &st
     );
     server.wait_for_log(&["shrank"]);
     assert_eq!(fetch(server.file(), b"big").len(), 2 << 20);
+}
+
+fn truncate(path: &std::path::Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// Framed mode: a file that shrinks under its `OK <size>` line ends the
+/// connection with a reset, not a FIN and not the answer to the request
+/// queued behind it (which would read as the rest of the promised bytes).
+fn a_framed_answer_truncated_mid_stream_ends_in_a_reset(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big");
+    let big = pattern(64 << 20, 24);
+    std::fs::write(&path, &big).unwrap();
+    std::fs::write(dir.path().join("next"), "the next answer\n").unwrap();
+    let server = Ringlet::serve(
+        backend,
+        &[
+            "--echo",
+            "off",
+            "--file-header",
+            "--root",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    // Two requests at once: the second must never be answered.
+    let (got, end) =
+        stream_request_while(server.file(), b"big\0next\0", || truncate(&path, 2 << 20));
+    let head = format!("OK {}\n", big.len()).into_bytes();
+    assert_eq!(end, End::Reset, "a truncated answer ended like a whole one");
+    assert!(got.starts_with(&head), "{:?}", &got[..20.min(got.len())]);
+    let body = &got[head.len()..];
+    assert!(
+        body.len() < big.len(),
+        "the whole file arrived after truncation"
+    );
+    assert!(
+        body == &big[..body.len()],
+        "bytes that were not in the file were sent (the next answer?)"
+    );
+    server.wait_for_log(&["shrank"]);
+}
+
+/// HTTP: a body that shrinks under its `Content-Length` ends the
+/// connection with a reset, not a FIN and not the next pipelined response.
+fn an_http_body_truncated_mid_stream_ends_in_a_reset(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big");
+    let big = pattern(64 << 20, 25);
+    std::fs::write(&path, &big).unwrap();
+    std::fs::write(dir.path().join("next"), "the next answer\n").unwrap();
+    let server = Ringlet::serve(
+        backend,
+        &[
+            "--echo",
+            "off",
+            "--file",
+            "off",
+            "--http",
+            "127.0.0.1:0",
+            "--root",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let request = b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n";
+    let (got, end) = stream_request_while(server.http(), request, || truncate(&path, 2 << 20));
+    assert_eq!(end, End::Reset, "a truncated body ended like a whole one");
+    let split = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no end of head")
+        + 4;
+    let head = String::from_utf8_lossy(&got[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}\r\n", big.len())),
+        "{head}"
+    );
+    let body = &got[split..];
+    assert!(
+        body.len() < big.len(),
+        "the whole body arrived after truncation"
+    );
+    assert!(
+        body == &big[..body.len()],
+        "bytes that were not in the file were sent (the next response?)"
+    );
+    server.wait_for_log(&["shrank"]);
 }
 
 fn a_file_replaced_mid_stream_completes_from_the_old_one(backend: &str) {
@@ -171,6 +274,8 @@ on_both_backends!(
     resets_mid_echo_and_mid_file_end_only_those,
     half_close_still_gets_every_echo_back,
     a_file_truncated_mid_stream_ends_in_a_reset_with_only_real_bytes,
+    a_framed_answer_truncated_mid_stream_ends_in_a_reset,
+    an_http_body_truncated_mid_stream_ends_in_a_reset,
     a_file_replaced_mid_stream_completes_from_the_old_one,
     a_file_without_read_permission_is_refused,
 );
