@@ -4,31 +4,9 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ringlet, connect, fetch, read_exact};
-
-/// Run `ringlet ARGS` to its end (killed, failing the test, if it runs
-/// for 20 s: these invocations are all expected to exit by themselves).
-fn ringlet(args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringlet"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ringlet");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("ringlet {args:?} did not exit within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
+use common::{Ringlet, connect, fetch, read_exact, ringlet};
 
 #[test]
 fn serve_help_answers_the_usual_questions() {
@@ -117,92 +95,6 @@ fn both_services_off_is_an_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no service to run"), "{err}");
-}
-
-#[test]
-fn a_port_in_use_is_reported_once_and_exits_nonzero() {
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap().to_string();
-    let out = ringlet(&["serve", "--echo", &addr, "--file", "off"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "cannot listen for echo on {addr}: address already in use"
-        )),
-        "{err}"
-    );
-    assert_eq!(
-        err.matches("in use").count(),
-        1,
-        "the OS error twice:\n{err}"
-    );
-    assert_eq!(err.lines().count(), 1, "{err}");
-}
-
-/// A port nobody uses right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-#[test]
-fn two_services_on_one_address_are_refused() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let out = ringlet(&["serve", "--echo", &addr, "--file", &addr]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("echo and file both name {addr}")),
-        "{err}"
-    );
-    // Overlapping addresses (the wildcard and loopback on one port) too.
-    let any = format!("0.0.0.0:{port}");
-    let out = ringlet(&["serve", "--echo", &any, "--file", &addr]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "cannot listen for file on {addr}: address already in use"
-        )),
-        "{err}"
-    );
-}
-
-#[test]
-fn a_second_ringlet_on_a_served_port_is_refused_and_the_first_keeps_every_client() {
-    for backend in ["uring", "epoll"] {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let first = Ringlet::serve(backend, &["--echo", &addr, "--file", "off"]);
-        let out = ringlet(&[
-            "serve",
-            "--backend",
-            backend,
-            "--echo",
-            &addr,
-            "--file",
-            "off",
-        ]);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{backend}: the second one started"
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("address already in use"), "{err}");
-        // Every connection still reaches the first.
-        for i in 0..20 {
-            let mut s = connect(first.echo());
-            let line = format!("client {i}\n");
-            s.write_all(line.as_bytes()).unwrap();
-            assert_eq!(read_exact(&mut s, line.len()), line.as_bytes());
-        }
-    }
 }
 
 #[test]
@@ -324,3 +216,132 @@ fn cores_respects_the_affinity_mask() {
         &format!("(1 shard, uring backend, CPUs {cpu},"),
     ]);
 }
+
+/// A copy of descriptor `fd` of process `pid` (our child), by
+/// `pidfd_getfd` (Linux 5.6): how a test reaches into a running server.
+fn steal_fd(pid: u32, fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain syscalls; each descriptor they return is new and ours.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
+        if pidfd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let pidfd = std::os::fd::OwnedFd::from_raw_fd(pidfd as i32);
+        let got = libc::syscall(
+            libc::SYS_pidfd_getfd,
+            std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+            fd,
+            0,
+        );
+        if got < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(std::os::fd::OwnedFd::from_raw_fd(got as i32))
+    }
+}
+
+/// The Unix stream sockets `pid` holds, by descriptor number, highest
+/// first: among them the main thread's end of each shard's control socket.
+fn unix_stream_sockets(pid: u32) -> Vec<(i32, std::os::fd::OwnedFd)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let entry = entry.unwrap();
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if !target.to_string_lossy().starts_with("socket:") {
+            continue;
+        }
+        let fd: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+        let Ok(copy) = steal_fd(pid, fd) else {
+            continue;
+        };
+        let sock = socket2::SockRef::from(&copy);
+        if sock.domain().ok() == Some(socket2::Domain::UNIX)
+            && sock.r#type().ok() == Some(socket2::Type::STREAM)
+        {
+            found.push((fd, copy));
+        }
+    }
+    found.sort_by_key(|(fd, _)| std::cmp::Reverse(*fd));
+    found
+}
+
+/// A shard that dies (a panic outside any connection: the fault injection
+/// byte written to its control socket, from outside) makes the binary exit
+/// with status 1 within a second, though the other shard still holds a
+/// live connection and a drain could wait 30 s for it.
+fn a_dead_shard_makes_the_binary_exit_1_within_a_second(backend: &str) {
+    let mut server = Ringlet::serve_with(
+        backend,
+        &["--cores", "2", "--file", "off", "--shutdown-timeout", "30"],
+        |cmd| {
+            cmd.env("RINGLET_LOG", "info,ringlet=debug");
+        },
+    );
+    // Live connections, each in the middle of a line (which a drain waits
+    // for), until each shard holds one.
+    let mut conns = Vec::new();
+    for i in 0..64 {
+        let mut c = connect(server.echo());
+        let line = format!("live {i}\n");
+        c.write_all(line.as_bytes()).unwrap();
+        assert_eq!(read_exact(&mut c, line.len()), line.as_bytes());
+        c.write_all(b"and half a li").unwrap();
+        conns.push(c);
+        if server.count_log(&["echo: shard 0 accepted"]) > 0
+            && server.count_log(&["echo: shard 1 accepted"]) > 0
+        {
+            break;
+        }
+    }
+    for shard in ["0", "1"] {
+        server.wait_for_log(&[&format!("echo: shard {shard} accepted")]);
+    }
+    let candidates = unix_stream_sockets(server.pid());
+    if candidates.is_empty() {
+        eprintln!("skipped: pidfd_getfd cannot reach the server's descriptors here");
+        return;
+    }
+    // The control sockets are made last, a pair per shard (the main
+    // thread's end first): the second highest is most likely the last
+    // shard's. Try it first; a byte to any other socket is read by no one
+    // or ignored.
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    if order.len() > 1 {
+        order.swap(0, 1);
+    }
+    for i in order {
+        let (fd, sock) = &candidates[i];
+        let wrote = Instant::now();
+        std::io::Write::write_all(&mut std::fs::File::from(sock.try_clone().unwrap()), b"P")
+            .unwrap();
+        let deadline = wrote + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                let took = wrote.elapsed();
+                assert_eq!(status.code(), Some(1), "{backend}: exit status");
+                assert!(
+                    took < Duration::from_secs(1),
+                    "{backend}: exited {took:?} after the shard died"
+                );
+                let died = server.wait_for_log(&["died", "asked to panic (fault injection)"]);
+                assert!(died.contains("shard "), "{died}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            server.count_log(&["asked to panic"]) == 0,
+            "{backend}: a shard died (through fd {fd}) and the process lives on after 3 s:\n{}",
+            server.log().join("\n")
+        );
+    }
+    panic!(
+        "{backend}: no control socket found among {} Unix sockets",
+        candidates.len()
+    );
+}
+
+on_both_backends!(a_dead_shard_makes_the_binary_exit_1_within_a_second);

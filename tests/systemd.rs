@@ -213,6 +213,62 @@ fn socket_activation_serves_both_protocols_on_every_shard(backend: &str) {
     }
 }
 
+/// The HTTP service takes the socket named `http` (`FileDescriptorName=`),
+/// whichever place it has; every shard accepts on it, and a GET through it
+/// gets the file. A name no protocol has stops the start, naming them all.
+fn socket_activation_serves_http_by_its_name(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.txt"), "over activated http\n").unwrap();
+    for names in ["http:echo", "echo:http"] {
+        let a = activate(backend, Some(names), dir.path());
+        // `activate` listens on two ports, in order: the names decide.
+        let (http, echo) = if names == "http:echo" {
+            (a.echo, a.file)
+        } else {
+            (a.file, a.echo)
+        };
+        // One at a time, so that each shard gets its turn (see above).
+        for i in 0..40 {
+            let mut c = connect(http);
+            c.write_all(b"GET /f.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let page = String::from_utf8(common::read_to_close(&mut c)).unwrap();
+            assert!(
+                page.starts_with("HTTP/1.1 200 ")
+                    && page.contains("\r\nContent-Length: 20\r\n")
+                    && page.ends_with("\r\n\r\nover activated http\n"),
+                "{names}, GET {i}: {page:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut c = connect(echo);
+        c.write_all(b"echo too\n").unwrap();
+        assert_eq!(read_exact(&mut c, 9), b"echo too\n");
+        wait_log(
+            &a.log,
+            &[&format!("http listening on {http} "), "socket from systemd"],
+        );
+        wait_log(&a.log, &["http: shard 0 accepted"]);
+        wait_log(&a.log, &["http: shard 1 accepted"]);
+    }
+    let mut a = activate(backend, Some("http:nope"), dir.path());
+    // systemd-socket-activate starts the service at the first connection.
+    let _first = TcpStream::connect(a.echo).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = a.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "started with a socket named nope"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(1));
+    wait_log(&a.log, &["\"nope\"", "echo, file, http"]);
+}
+
 fn sigterm_lets_a_stream_in_progress_finish_and_refuses_newcomers(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = pattern(32 << 20, 11);
@@ -254,6 +310,9 @@ fn a_client_that_never_finishes_is_cut_at_the_timeout(backend: &str) {
     let mut idle = connect(server.echo());
     idle.write_all(b"still here\n").unwrap();
     assert_eq!(read_exact(&mut idle, 11), b"still here\n");
+    // Half a line: in the middle of a request, not idle between two (an
+    // idle one the drain closes at once), so the drain waits for it.
+    idle.write_all(b"and half a li").unwrap();
     let started = Instant::now();
     unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
     assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
@@ -262,7 +321,7 @@ fn a_client_that_never_finishes_is_cut_at_the_timeout(backend: &str) {
         took >= Duration::from_millis(900),
         "exited after {took:?}, before the timeout"
     );
-    server.wait_for_log(&["still open after 1s: closing them"]);
+    server.wait_for_log(&["connection(s) still open: the drain's 1s are up"]);
     // Cut by the drain: a reset, not an end of file.
     assert_eq!(read_to_end_or_reset(&mut idle), (Vec::new(), End::Reset));
 }
@@ -292,6 +351,7 @@ fn sighup_is_logged_and_ignored(backend: &str) {
 on_both_backends!(
     notifications_in_order,
     socket_activation_serves_both_protocols_on_every_shard,
+    socket_activation_serves_http_by_its_name,
     sigterm_lets_a_stream_in_progress_finish_and_refuses_newcomers,
     a_client_that_never_finishes_is_cut_at_the_timeout,
     a_second_signal_stops_at_once,
@@ -331,6 +391,6 @@ fn journal_lines_are_plain_with_syslog_priorities() {
     s.write_all(b"ping\n").unwrap();
     assert_eq!(read_exact(&mut s, 5), b"ping\n");
     assert_eq!(server.signal_and_wait(libc::SIGTERM), Some(0));
-    let line = server.wait_for_log(&["still open after"]);
+    let line = server.wait_for_log(&["connection(s) still open: the drain's"]);
     assert!(line.starts_with("<4>shard "), "{line}");
 }
