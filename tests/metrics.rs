@@ -1,13 +1,20 @@
 //! `serve --metrics`: scraped with curl during and after real load, the
-//! figures match what the clients did.
+//! figures match what the clients did; silent, dripping and flooding
+//! clients never hold up a scrape.
 
 mod common;
 
-use std::net::SocketAddr;
+use std::io::{ErrorKind, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Ringlet, fetch, pattern};
+use common::{IO_TIMEOUT, Ringlet, connect, fetch, pattern, read_exact, read_to_close};
+
+/// The endpoint's per-connection deadline and its cap on open connections
+/// (`src/cmd/metrics/http.rs`: `DEADLINE`, `MAX_CONNS`).
+const DEADLINE: Duration = Duration::from_secs(5);
+const CAP: usize = 64;
 
 /// Start a server with metrics on an ephemeral port; returns it and the
 /// metrics address (from its log line).
@@ -46,6 +53,51 @@ fn scrape(addr: SocketAddr) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("metrics are text")
+}
+
+/// One scrape over a raw socket: the whole answer, ended by a FIN (a reset
+/// fails the test), with a 200 and a body as long as it says. Returns the
+/// body.
+fn scrape_raw(addr: SocketAddr) -> String {
+    let mut s = connect_bounded(addr);
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let raw = String::from_utf8(read_to_close(&mut s)).expect("metrics are text");
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {raw:?}"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let length = format!("\r\nContent-Length: {}\r\n", body.len());
+    assert!(
+        head.contains(&length),
+        "{head} with a body of {}",
+        body.len()
+    );
+    assert!(body.contains("\nringlet_info{") && body.ends_with("# EOF\n"));
+    body.to_string()
+}
+
+/// [`connect`], but bounded: a server that stopped accepting fails the
+/// test instead of leaving it in the kernel's SYN retries for minutes.
+fn connect_bounded(addr: SocketAddr) -> TcpStream {
+    connect_by(addr, Instant::now() + IO_TIMEOUT)
+}
+
+/// [`connect_bounded`], connected by `until` (one budget for many).
+fn connect_by(addr: SocketAddr, until: Instant) -> TcpStream {
+    let left = until.saturating_duration_since(Instant::now());
+    let s = TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(1)))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// The descriptors `pid` has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// The sum of every sample of `name` whose labels include all of `labels`.
@@ -204,9 +256,131 @@ fn file_requests_are_counted_by_outcome(backend: &str) {
     );
 }
 
+/// Fifty clients that connect and say nothing do not hold up a scrape: it
+/// is answered while they are still connected (within the deadline of the
+/// first of them). Then the deadline ends each of them with a FIN, and each
+/// is counted.
+fn silent_clients_do_not_delay_a_scrape(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, metrics) = serve(backend, dir.path());
+    let opened = Instant::now();
+    let until = opened + IO_TIMEOUT;
+    let mut silent: Vec<TcpStream> = (0..50).map(|_| connect_by(metrics, until)).collect();
+    scrape_raw(metrics);
+    let took = opened.elapsed();
+    assert!(
+        took < DEADLINE,
+        "a scrape behind 50 silent clients took {took:?}"
+    );
+    for s in &mut silent {
+        assert_eq!(read_to_close(s), b"", "a silent client got an answer");
+    }
+    let all_cut = opened.elapsed();
+    assert!(
+        all_cut < Duration::from_secs(15),
+        "the silent clients were cut one after another: the last at {all_cut:?}"
+    );
+    let page = scrape_raw(metrics);
+    assert_eq!(sum(&page, "ringlet_metrics_timeouts_total", &[]), 50);
+    assert_eq!(sum(&page, "ringlet_metrics_evictions_total", &[]), 0);
+}
+
+/// A client that sends its head a byte a second never finishes it: the
+/// deadline is for the whole head, so it is cut after about the deadline
+/// although it keeps sending, and scrapes are answered meanwhile.
+fn a_dripping_client_is_cut_by_the_deadline(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, metrics) = serve(backend, dir.path());
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let dripper = std::thread::spawn(move || {
+        let mut s = connect_bounded(metrics);
+        let since = Instant::now();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let head = b"GET /metrics HTTP/1.1\r\nX-Slow: ";
+        // Bounded: 40 bytes, about 40 s, far past any deadline.
+        for i in 0..40 {
+            if s.write_all(&[*head.get(i).unwrap_or(&b'a')]).is_err() {
+                return Some(since.elapsed()); // the server reset it
+            }
+            if i == 1 {
+                started_tx.send(()).unwrap();
+            }
+            let mut buf = [0u8; 1024];
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) => return Some(since.elapsed()),
+                Ok(n) => panic!("an answer to half a head: {:?}", &buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Some(since.elapsed()),
+                Err(e) => panic!("dripping: {e}"),
+            }
+        }
+        None
+    });
+    started
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the dripper sent two bytes");
+    for _ in 0..3 {
+        scrape_raw(metrics);
+    }
+    assert!(
+        !dripper.is_finished(),
+        "the scrapes were answered only after the dripper was cut"
+    );
+    let cut = dripper
+        .join()
+        .unwrap()
+        .expect("a dripping client was never cut");
+    assert!(
+        (DEADLINE - Duration::from_secs(1)..Duration::from_secs(15)).contains(&cut),
+        "a dripping client was cut after {cut:?}, with a deadline of {DEADLINE:?}"
+    );
+    let page = scrape_raw(metrics);
+    assert_eq!(sum(&page, "ringlet_metrics_timeouts_total", &[]), 1);
+}
+
+/// Past the cap, each new connection closes the oldest: the server's
+/// descriptors stay bounded however many clients hold connections open, a
+/// scrape still gets in at once, the shards serve on, and every flooding
+/// client ends with a FIN (evicted, or cut by the deadline), each counted.
+fn past_the_cap_the_oldest_is_closed(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, metrics) = serve(backend, dir.path());
+    let before = open_fds(server.pid());
+    let flood_size = 3 * CAP;
+    let opened = Instant::now();
+    let until = opened + IO_TIMEOUT;
+    let mut flood: Vec<TcpStream> = (0..flood_size)
+        .map(|_| connect_by(metrics, until))
+        .collect();
+    scrape_raw(metrics);
+    let during = open_fds(server.pid());
+    let took = opened.elapsed();
+    assert!(took < DEADLINE, "a scrape behind a flood took {took:?}");
+    assert!(
+        during <= before + CAP + 8,
+        "{during} descriptors open with {flood_size} clients connected, {before} before, a cap of {CAP}"
+    );
+    let mut echo = connect(server.echo());
+    echo.write_all(b"still here\n").unwrap();
+    assert_eq!(read_exact(&mut echo, 11), b"still here\n");
+    // The oldest went first, long before the deadline could cut it.
+    assert_eq!(read_to_close(&mut flood[0]), b"");
+    for s in &mut flood[1..] {
+        assert_eq!(read_to_close(s), b"", "a flooding client got an answer");
+    }
+    let page = scrape_raw(metrics);
+    let evicted = sum(&page, "ringlet_metrics_evictions_total", &[]);
+    let timed_out = sum(&page, "ringlet_metrics_timeouts_total", &[]);
+    assert!(evicted > 0, "none evicted: {page}");
+    assert_eq!(evicted + timed_out, flood_size as u64, "{page}");
+}
+
 on_both_backends!(
     a_scrape_matches_the_bench,
-    file_requests_are_counted_by_outcome
+    file_requests_are_counted_by_outcome,
+    silent_clients_do_not_delay_a_scrape,
+    a_dripping_client_is_cut_by_the_deadline,
+    past_the_cap_the_oldest_is_closed
 );
 
 /// The endpoint answers only what it serves, and a scrape of the wrong

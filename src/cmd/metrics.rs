@@ -1,17 +1,17 @@
 //! `serve --metrics ADDR`: the shards' figures in the Prometheus/OpenMetrics
 //! text format at `GET /metrics`.
 //!
-//! Answered by one thread of its own, off the shards: a scrape reads the
+//! This file holds the collector: a scrape reads the
 //! single-writer counters through [`Monitor::snapshot`] and never takes a
-//! lock a shard could wait on. The HTTP side is the least a scraper needs:
-//! one request per connection (parsed by `httparse`), `GET` or `HEAD`
-//! of `/metrics`, then close; a client that sends nothing for a few seconds is
-//! dropped. The format is `prometheus-client`'s encoder, fed by a
-//! [`Collector`] that turns one snapshot into metric families.
+//! lock a shard could wait on. The format is `prometheus-client`'s encoder,
+//! fed by a [`Collector`] that turns one snapshot (and the endpoint's own
+//! figures) into metric families. The HTTP side, on a thread of its own off
+//! the shards, is [`http`] (this module's child, `metrics/http.rs`).
 
-use std::io::{self, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use prometheus_client::collector::Collector;
@@ -21,117 +21,34 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use ringlet::{Monitor, Snapshot};
-use tracing::debug;
 
-/// How long a scraper may take to send its request and read the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest request head accepted.
-const MAX_HEAD: usize = 8 * 1024;
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+mod http;
 
-/// Bind `addr` and answer scrapes from a thread of their own. Returns the
-/// bound address (port 0 picks one).
-pub fn start(
-    addr: SocketAddr,
+use http::{DEADLINE, MAX_CONNS, Stats};
+
+/// Answer scrapes on `listener` (bound by `serve`, or handed over by an
+/// upgrade) from a thread of their own. Returns its address.
+pub fn start_on(
+    listener: TcpListener,
     monitor: Monitor,
     backend: &'static str,
 ) -> anyhow::Result<SocketAddr> {
-    let listener =
-        TcpListener::bind(addr).with_context(|| format!("cannot listen for metrics on {addr}"))?;
     let local = listener.local_addr()?;
+    let endpoint = Arc::new(Stats::default());
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Figures { monitor, backend }));
-    std::thread::Builder::new()
-        .name("ringlet-metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(s) => {
-                        if let Err(e) = answer(s, &registry) {
-                            debug!("metrics: a scrape failed: {e}");
-                        }
-                    }
-                    // Out of descriptors, say: the shards matter more; try later.
-                    Err(e) => {
-                        debug!("metrics: accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })
-        .context("starting the metrics thread")?;
+    registry.register_collector(Box::new(Figures {
+        monitor,
+        backend,
+        endpoint: endpoint.clone(),
+    }));
+    let render = Arc::new(move || -> io::Result<String> {
+        let mut page = String::new();
+        prometheus_client::encoding::text::encode(&mut page, &registry)
+            .map_err(io::Error::other)?;
+        Ok(page)
+    });
+    http::spawn(listener, render, endpoint).context("starting the metrics thread")?;
     Ok(local)
-}
-
-/// Read one request head and answer it.
-fn answer(mut s: TcpStream, registry: &Registry) -> io::Result<()> {
-    s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    s.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut head = vec![0u8; MAX_HEAD];
-    let mut filled = 0;
-    let (method, path) = loop {
-        if filled == head.len() {
-            return respond(&mut s, "431 Request Header Fields Too Large", "", None);
-        }
-        let n = s.read(&mut head[filled..])?;
-        if n == 0 {
-            return Ok(()); // gone before a whole request
-        }
-        filled += n;
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&head[..filled]) {
-            Ok(httparse::Status::Complete(_)) => {
-                break (
-                    req.method.unwrap_or("").to_string(),
-                    req.path.unwrap_or("").to_string(),
-                );
-            }
-            Ok(httparse::Status::Partial) => continue,
-            Err(e) => return respond(&mut s, "400 Bad Request", &format!("{e}\n"), None),
-        }
-    };
-    let head_only = method == "HEAD";
-    if method != "GET" && !head_only {
-        return respond(&mut s, "405 Method Not Allowed", "GET or HEAD\n", None);
-    }
-    // A scraper may add a query string (`?name[]=…`); every figure is sent.
-    if path.split('?').next() != Some("/metrics") {
-        return respond(&mut s, "404 Not Found", "try /metrics\n", None);
-    }
-    let mut body = String::new();
-    prometheus_client::encoding::text::encode(&mut body, registry).map_err(io::Error::other)?;
-    let body = if head_only {
-        (String::new(), Some(body.len()))
-    } else {
-        (body, None)
-    };
-    respond(&mut s, "200 OK", &body.0, body.1)
-}
-
-/// Write a whole response and close. `length` overrides the body's own
-/// (a HEAD answer).
-fn respond(s: &mut TcpStream, status: &str, body: &str, length: Option<usize>) -> io::Result<()> {
-    let kind = if status.starts_with("200") {
-        CONTENT_TYPE
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n",
-        length.unwrap_or(body.len())
-    );
-    if status.starts_with("405") {
-        out.push_str("Allow: GET, HEAD\r\n");
-    }
-    out.push_str("Connection: close\r\n\r\n");
-    out.push_str(body);
-    s.write_all(out.as_bytes())?;
-    s.shutdown(std::net::Shutdown::Write)?;
-    // Let the client read the answer before the close (no reset for input
-    // it sent after its head).
-    let _ = io::copy(&mut s.take(MAX_HEAD as u64), &mut io::sink());
-    Ok(())
 }
 
 /// Turns a [`Snapshot`] into metric families at every scrape.
@@ -139,6 +56,7 @@ fn respond(s: &mut TcpStream, status: &str, body: &str, length: Option<usize>) -
 struct Figures {
     monitor: Monitor,
     backend: &'static str,
+    endpoint: Arc<Stats>,
 }
 
 impl Collector for Figures {
@@ -162,11 +80,35 @@ impl Collector for Figures {
             MetricType::Gauge,
         )?)?;
         services(&mut enc, &snap)?;
+        endpoint(&mut enc, &self.endpoint)?;
         if self.backend == "uring" {
             rings(&mut enc, &snap)?;
         }
         Ok(())
     }
+}
+
+/// The metrics endpoint's own figures: connections it closed early.
+fn endpoint(enc: &mut DescriptorEncoder, stats: &Stats) -> Result<(), std::fmt::Error> {
+    let evicted = format!(
+        "Metrics connections closed to take a new one: {MAX_CONNS} were open (the cap), the oldest went."
+    );
+    let timed_out = format!(
+        "Metrics connections closed without an answer: no whole request and answer within {}s.",
+        DEADLINE.as_secs()
+    );
+    for (name, help, v) in [
+        ("ringlet_metrics_evictions", evicted, &stats.evicted),
+        ("ringlet_metrics_timeouts", timed_out, &stats.timed_out),
+    ] {
+        ConstCounter::new(v.load(Ordering::Relaxed)).encode(enc.encode_descriptor(
+            name,
+            &help,
+            None,
+            MetricType::Counter,
+        )?)?;
+    }
+    Ok(())
 }
 
 type Labels = Vec<(&'static str, String)>;
