@@ -56,7 +56,10 @@ mirror() {
 
 mkdir -p "$work"
 tmp=$work/root.tmp
-rm -rf "$tmp"
+# debootstrap mounts /proc and /sys in the root while it works: a run that
+# died may have left them; never remove through a mount.
+grep -qF " $tmp/" /proc/mounts && { echo "still mounted under $tmp: umount it first" >&2; exit 1; }
+rm -rf --one-file-system "$tmp"
 started=$(date +%s)
 echo "== debootstrap bullseye (minbase + systemd) into $root" >&2
 if ! debootstrap --variant=minbase --include=systemd bullseye "$tmp" "$(mirror)" > "$work/debootstrap.log" 2>&1; then
@@ -66,7 +69,7 @@ if ! debootstrap --variant=minbase --include=systemd bullseye "$tmp" "$(mirror)"
 fi
 # What the root is, for the reports: its release and C library.
 cat "$tmp/etc/debian_version" > "$tmp/.ringlet-root-done"
-rm -rf "$root"
+rm -rf --one-file-system "$root"
 mv "$tmp" "$root"
 echo "   made in $(( $(date +%s) - started )) s: Debian $(cat "$root/etc/debian_version")" >&2
 echo "$root"

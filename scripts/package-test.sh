@@ -75,7 +75,12 @@ cached=$(scripts/bullseye-root.sh)
 run=$repo/target/bullseye/run
 cleanup() {
   for m in sys dev proc; do umount -lR "$run/$m" 2>/dev/null || true; done
-  rm -rf "$run"
+  # Never into a mount still there (the host's /dev): stop instead.
+  if grep -qF " $run/" /proc/mounts; then
+    echo "still mounted under $run; not removing it" >&2
+    return 1
+  fi
+  rm -rf --one-file-system "$run"
 }
 trap cleanup EXIT
 cleanup
