@@ -69,8 +69,13 @@ pub(crate) trait Runtime: Sized + 'static {
     /// an accept armed continuously (multishot).
     fn listener(&self, fd: OwnedFd, exclusive: bool) -> io::Result<Self::Listener>;
 
-    /// Accept the next connection.
+    /// Accept the next connection. Dropping the future loses no connection
+    /// the kernel accepted for it: the next accept, or the close, has it.
     fn accept(&self, l: &mut Self::Listener) -> impl Future<Output = io::Result<Self::Conn>>;
+
+    /// Stop accepting on `l` and close it: the connections the kernel
+    /// accepted for it meanwhile (in flight when it was told), to serve.
+    fn close_listener(&self, l: Self::Listener) -> impl Future<Output = Vec<Self::Conn>>;
 
     /// Adopt the shard's end of its control socket.
     fn control(&self, fd: OwnedFd) -> io::Result<Self::Control>;

@@ -48,7 +48,14 @@ pub enum Command {
     /// Under systemd (Type=notify) it reports READY=1, STATUS= and STOPPING=1,
     /// feeds the watchdog while every shard turns, and serves the sockets
     /// passed by socket activation (FileDescriptorName=echo / file / http) instead of
-    /// binding. SIGHUP is logged and ignored.
+    /// binding.
+    ///
+    /// SIGHUP upgrades in place: the binary on disk now starts with the same
+    /// arguments and this process's listening sockets; once every one of its
+    /// shards accepts, this process stops accepting, drains and exits 0. No
+    /// socket closes, so nobody is refused; if the new one fails, this one
+    /// serves on. Under systemd, `systemctl reload` does it (ExecReload=,
+    /// NotifyAccess=all: the new process says MAINPID=).
     ///
     /// One shard (a glommio executor pinned to one CPU, with its own
     /// SO_REUSEPORT listener per service) runs on each CPU the process may use.
@@ -367,6 +374,19 @@ pub struct Serve {
     /// epoll backend always uses sendfile.
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub cached_sendfile: bool,
+
+    /// On SIGHUP (an upgrade in place), how long the new process may take to
+    /// say every shard accepts before it is stopped and this one serves on.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_positive_seconds)]
+    pub upgrade_timeout: f64,
+
+    /// Under systemd, put the listening sockets in its file descriptor store
+    /// (FDSTORE=1; the unit needs FileDescriptorStoreMax=), so that a
+    /// `systemctl restart` keeps them open and passes them to the next
+    /// process: connections that arrive meanwhile wait instead of being
+    /// refused.
+    #[arg(long)]
+    pub fd_store: bool,
 
     /// Serve the shards' figures (connections, bytes, requests by outcome,
     /// timeouts, ring activity) for Prometheus at http://ADDR/metrics, or

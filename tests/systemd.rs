@@ -338,16 +338,6 @@ fn a_second_signal_stops_at_once(backend: &str) {
     assert_eq!(server.wait_exit(Duration::from_secs(15)), Some(0));
 }
 
-fn sighup_is_logged_and_ignored(backend: &str) {
-    let mut server = Ringlet::serve(backend, &["--file", "off"]);
-    unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
-    server.wait_for_log(&["SIGHUP: nothing to reload; ignored"]);
-    assert!(server.alive());
-    let mut s = connect(server.echo());
-    s.write_all(b"ok\n").unwrap();
-    assert_eq!(read_exact(&mut s, 3), b"ok\n");
-}
-
 on_both_backends!(
     notifications_in_order,
     socket_activation_serves_both_protocols_on_every_shard,
@@ -355,7 +345,6 @@ on_both_backends!(
     sigterm_lets_a_stream_in_progress_finish_and_refuses_newcomers,
     a_client_that_never_finishes_is_cut_at_the_timeout,
     a_second_signal_stops_at_once,
-    sighup_is_logged_and_ignored,
 );
 
 #[test]

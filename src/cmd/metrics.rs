@@ -40,6 +40,7 @@ pub fn start_on(
         monitor,
         backend,
         endpoint: endpoint.clone(),
+        generation: super::upgrade::generation(),
     }));
     let render = Arc::new(move || -> io::Result<String> {
         let mut page = String::new();
@@ -57,6 +58,8 @@ struct Figures {
     monitor: Monitor,
     backend: &'static str,
     endpoint: Arc<Stats>,
+    /// Which process this is in a line of upgrades in place (1: the first).
+    generation: u64,
 }
 
 impl Collector for Figures {
@@ -76,6 +79,21 @@ impl Collector for Figures {
         ConstGauge::new(snap.uptime.as_secs_f64()).encode(enc.encode_descriptor(
             "ringlet_uptime_seconds",
             "Seconds since the server started.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |now| (now.saturating_sub(snap.uptime)).as_secs_f64());
+        ConstGauge::new(started).encode(enc.encode_descriptor(
+            "ringlet_start_time_seconds",
+            "When this process started serving, in seconds since the Unix epoch.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstGauge::new(self.generation as i64).encode(enc.encode_descriptor(
+            "ringlet_generation",
+            "Which process this is in a line of upgrades in place (SIGHUP): 1 for the first.",
             None,
             MetricType::Gauge,
         )?)?;

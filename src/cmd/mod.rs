@@ -6,6 +6,7 @@ pub mod logging;
 pub mod metrics;
 pub mod registry;
 pub mod serve;
+pub mod upgrade;
 
 use std::process::ExitCode;
 

@@ -1,5 +1,5 @@
 //! The protocols `ringlet serve` runs, by name: one table for the command
-//! line, socket activation and the log lines. A new protocol is one entry
+//! line, socket activation (and an upgrade's hand-over) and the log lines. A new protocol is one entry
 //! here (and its file in the library's `proto/`).
 
 use std::net::{SocketAddr, TcpListener};
@@ -17,8 +17,9 @@ use crate::cli::{EchoModeArg, Listen, Serve};
 pub enum On {
     /// Bind this address (one listener per shard).
     Addr(SocketAddr),
-    /// Accept on a socket systemd passed.
-    Socket(TcpListener),
+    /// Accept on sockets passed in (by systemd, or by the ringlet this one
+    /// upgrades: then one per shard).
+    Sockets(Vec<TcpListener>),
 }
 
 /// One protocol `ringlet serve` knows.
@@ -76,7 +77,7 @@ pub fn entry(name: &str) -> Option<&'static Entry> {
 fn add<P: Protocol>(b: ServerBuilder, name: &str, on: On, protocol: P) -> ServerBuilder {
     match on {
         On::Addr(addr) => b.service(name, addr, protocol),
-        On::Socket(listener) => b.service_on(name, listener, protocol),
+        On::Sockets(listeners) => b.service_on_all(name, listeners, protocol),
     }
 }
 

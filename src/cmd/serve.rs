@@ -1,24 +1,42 @@
 //! `ringlet serve`: build the server from the options (or from the sockets
-//! systemd passed), log where it listens, tell systemd, and turn signals into
-//! a graceful drain (the first `SIGTERM`/`SIGINT`) or a cut (the second:
-//! every connection still open is reset, never closed as if whole).
+//! passed in: systemd's, or the previous process's in an upgrade), log
+//! where it listens, tell systemd, and turn signals into a graceful drain
+//! (the first `SIGTERM`/`SIGINT`), a cut (the second: every connection
+//! still open is reset, never closed as if whole) or an upgrade in place
+//! (`SIGHUP`, see `upgrade.rs`).
 
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use ringlet::systemd::{self, Notifier};
-use ringlet::{Linger, Server, Timeouts};
+use ringlet::{Linger, Server, Stopper, Timeouts};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{info, warn};
 
 use super::registry::{self, On};
+use super::upgrade::{self, Plan};
 use crate::cli::{Listen, Serve};
+
+/// The name the metrics socket goes by when it is handed over.
+const METRICS: &str = "metrics";
 
 pub fn serve(args: Serve) -> anyhow::Result<()> {
     // Signals are caught before the shards start, so none is lost in between.
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+    let generation = upgrade::generation();
+    // What SIGHUP starts: this binary's path as it was at start (the file
+    // there may be replaced meanwhile: that is the upgrade).
+    let plan = Plan {
+        exe: std::env::current_exe().context("finding this binary's path")?,
+        args: std::env::args_os().skip(1).collect(),
+        generation: generation + 1,
+        timeout: Duration::from_secs_f64(args.upgrade_timeout),
+    };
     let mut builder = Server::builder()
         .backend(args.backend.into())
         .cores(args.cores)
@@ -34,13 +52,20 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
             bytes: args.linger_bytes,
         });
 
-    let inherited = systemd::inherited_sockets(&registry::names()).map_err(anyhow::Error::msg)?;
+    let mut names = registry::names();
+    names.push(METRICS);
+    let inherited = systemd::inherited_sockets(&names).map_err(anyhow::Error::msg)?;
     let activated = !inherited.is_empty();
+    let mut metrics_socket = None;
     if activated {
-        // Socket activation: systemd owns the addresses; serve what it passed.
-        for (name, listener) in inherited {
+        // Socket activation or an upgrade: serve what was passed in.
+        for (name, listeners) in inherited {
+            if name == METRICS {
+                metrics_socket = listeners.into_iter().next();
+                continue;
+            }
             let entry = registry::entry(&name).expect("assigned from the registry's names");
-            builder = (entry.add)(builder, &args, On::Socket(listener))?;
+            builder = (entry.add)(builder, &args, On::Sockets(listeners))?;
         }
     } else {
         for entry in registry::PROTOCOLS {
@@ -51,36 +76,48 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
     }
 
     let server = builder.start()?;
-    log_ready(&server, &args, activated);
-    if let Listen::On(addr) = args.metrics {
-        let at = super::metrics::start(addr, server.monitor(), server.backend().name())?;
-        info!("metrics on http://{at}/metrics");
-    }
-    let notifier = Notifier::start(server.monitor());
-
+    log_ready(&server, &args, activated, generation);
+    let metrics = match (metrics_socket, args.metrics) {
+        (Some(listener), _) => Some(listener),
+        (None, Listen::On(addr)) => Some(
+            TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+        ),
+        (None, Listen::Off) => None,
+    };
+    let metrics = match metrics {
+        Some(listener) => {
+            let kept = listener.try_clone().context("the metrics socket")?;
+            let at = super::metrics::start_on(listener, server.monitor(), server.backend().name())?;
+            info!("metrics on http://{at}/metrics");
+            Some(OwnedFd::from(kept))
+        }
+        None => None,
+    };
+    let notifier = if std::env::var_os(upgrade::READY_FD).is_some() {
+        Notifier::start_taking_over(server.monitor())
+    } else {
+        Notifier::start(server.monitor())
+    };
     let stopper = server.stopper();
+    if args.fd_store {
+        notifier.store_sockets(&handover(&stopper, &metrics)?);
+    }
+    // Every shard accepts: a process started by an upgrade tells the old one.
+    upgrade::say_ready();
+
+    let signals_thread = SignalThread {
+        stopper,
+        notifier,
+        plan,
+        metrics,
+        state: Arc::new(Mutex::new(State::Serving)),
+    };
     std::thread::Builder::new()
         .name("ringlet-signals".into())
         .spawn(move || {
-            let mut stopping = false;
             for sig in signals.forever() {
-                let name = match sig {
-                    SIGHUP => {
-                        info!("SIGHUP: nothing to reload; ignored");
-                        continue;
-                    }
-                    SIGINT => "SIGINT",
-                    _ => "SIGTERM",
-                };
-                if stopping {
-                    warn!("second {name}: stopping now: every connection still open is reset");
-                    stopper.cut();
-                    continue;
-                }
-                stopping = true;
-                info!("{name}: draining: no new connections; live ones may finish");
-                notifier.stopping();
-                stopper.stop();
+                signals_thread.on(sig);
             }
         })
         .context("starting the signal thread")?;
@@ -90,7 +127,128 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn log_ready(server: &Server, args: &Serve, activated: bool) {
+/// Every listening socket to hand over: the server's and the metrics one.
+fn handover(
+    stopper: &Stopper,
+    metrics: &Option<OwnedFd>,
+) -> anyhow::Result<Vec<(String, OwnedFd)>> {
+    let mut sockets = stopper
+        .listening_sockets()
+        .context("duplicating the listening sockets")?;
+    if let Some(fd) = metrics {
+        sockets.push((METRICS.to_string(), fd.try_clone()?));
+    }
+    Ok(sockets)
+}
+
+/// Where the process stands, for what a signal does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Serving,
+    /// A new process is starting (SIGHUP).
+    Upgrading,
+    /// Draining (a stop, or a new process took over).
+    Stopping,
+}
+
+/// What the signal thread acts on.
+struct SignalThread {
+    stopper: Stopper,
+    notifier: Notifier,
+    plan: Plan,
+    metrics: Option<OwnedFd>,
+    state: Arc<Mutex<State>>,
+}
+
+impl SignalThread {
+    fn on(&self, sig: i32) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let name = match sig {
+            SIGHUP => return self.on_hup(&mut state),
+            SIGINT => "SIGINT",
+            _ => "SIGTERM",
+        };
+        match *state {
+            State::Stopping => {
+                warn!("second {name}: stopping now: every connection still open is reset");
+                self.stopper.cut();
+            }
+            State::Serving | State::Upgrading => {
+                if *state == State::Upgrading {
+                    warn!(
+                        "{name} during an upgrade: this process drains; a new one that becomes ready serves on"
+                    );
+                }
+                *state = State::Stopping;
+                info!("{name}: draining: no new connections; live ones may finish");
+                self.notifier.stopping();
+                self.stopper.stop();
+            }
+        }
+    }
+
+    fn on_hup(&self, state: &mut State) {
+        match *state {
+            State::Upgrading => {
+                return info!("SIGHUP: an upgrade is already under way; ignored");
+            }
+            State::Stopping => return info!("SIGHUP: stopping; no upgrade"),
+            State::Serving => {}
+        }
+        let sockets = match handover(&self.stopper, &self.metrics) {
+            Ok(sockets) => sockets,
+            Err(e) => return warn!("SIGHUP: cannot upgrade: {e:#}"),
+        };
+        *state = State::Upgrading;
+        let plan = self.plan.clone();
+        let what = format!(
+            "upgrading: starting {} (generation {})",
+            plan.exe.display(),
+            plan.generation
+        );
+        info!("SIGHUP: {what} with {} listening socket(s)", sockets.len());
+        self.notifier.reloading(&what);
+        let (stopper, notifier, shared) = (
+            self.stopper.clone(),
+            self.notifier.clone(),
+            self.state.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("ringlet-upgrade".into())
+            .spawn(move || {
+                let result = upgrade::hand_over(&plan, &sockets);
+                drop(sockets);
+                let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(pid) => {
+                        info!(
+                            "upgrade: generation {} (pid {pid}) accepts on every shard; this process stops accepting and drains",
+                            plan.generation
+                        );
+                        notifier.handed_over();
+                        if *state == State::Upgrading {
+                            *state = State::Stopping;
+                            stopper.stop();
+                        }
+                    }
+                    Err(why) => {
+                        warn!("upgrade failed: {why}; this process serves on");
+                        if *state == State::Upgrading {
+                            *state = State::Serving;
+                            notifier.reload_failed(&why);
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("SIGHUP: cannot start the upgrade thread: {e}");
+            *state = State::Serving;
+            self.notifier.reload_failed("no upgrade thread");
+        }
+    }
+}
+
+fn log_ready(server: &Server, args: &Serve, activated: bool, generation: u64) {
     let shards = match server.cpus().len() {
         1 => "1 shard".to_string(),
         n => format!("{n} shards"),
@@ -100,10 +258,10 @@ fn log_ready(server: &Server, args: &Serve, activated: bool) {
         "{shards}, {} backend, CPUs {}{}",
         server.backend().name(),
         cpus.join(","),
-        if activated {
-            ", socket from systemd"
-        } else {
-            ""
+        match (activated, generation) {
+            (false, _) => String::new(),
+            (true, 1) => ", socket from systemd".to_string(),
+            (true, g) => format!(", sockets from generation {} (upgrade)", g - 1),
         }
     );
     for entry in registry::PROTOCOLS {

@@ -72,6 +72,11 @@ impl Runtime for Epoll {
         Ok(EpollConn::new(stream, peer, self.timeouts))
     }
 
+    /// tokio accepts only when polled: nothing taken is left behind.
+    async fn close_listener(&self, _l: TcpListener) -> Vec<EpollConn> {
+        Vec::new()
+    }
+
     fn control(&self, fd: OwnedFd) -> io::Result<UnixStream> {
         let std = std::os::unix::net::UnixStream::from(fd);
         std.set_nonblocking(true)?;

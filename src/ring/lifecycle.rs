@@ -211,6 +211,15 @@ impl<T: Single> Op<T> {
     pub(crate) fn id(&self) -> Option<(usize, u64)> {
         self.key.map(|k| (k, self.epoch))
     }
+
+    /// Ask the kernel to cancel it, and keep waiting: it still resolves,
+    /// with `ECANCELED` or with its real result if that won the race (an
+    /// accept that took a connection hands it over rather than lose it).
+    pub(crate) fn cancel(&self) {
+        if let Some(key) = self.key {
+            self.ring.inner().cancel(key);
+        }
+    }
 }
 
 // The kernel points into heap memory `T` owns, never into the `Op` itself:
@@ -286,6 +295,14 @@ impl<T: Operation> MultiOp<T> {
             ring: ring.clone(),
             key: Some(key),
             data: Some(data),
+        }
+    }
+
+    /// Ask the kernel to end it: [`MultiOp::next`] then yields what it
+    /// completed meanwhile, and `None` after the last.
+    pub(crate) fn cancel(&self) {
+        if let Some(key) = self.key {
+            self.ring.inner().cancel(key);
         }
     }
 

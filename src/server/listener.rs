@@ -66,6 +66,35 @@ pub fn share(fd: &OwnedFd, count: usize) -> io::Result<(Vec<OwnedFd>, SocketAddr
     Ok((fds, addr))
 }
 
+/// Give `count` shards the inherited sockets `fds` of one service: as many
+/// sockets as shards (an upgrade's hand-over), one each; otherwise every
+/// shard a duplicate of every one (`true`: shared, so no shard may keep an
+/// accept armed on them alone). Checks they are listening TCP sockets on
+/// one address and makes them non-blocking.
+pub fn distribute(
+    fds: &[OwnedFd],
+    count: usize,
+) -> io::Result<(Vec<Vec<OwnedFd>>, SocketAddr, bool)> {
+    let mut addr = None;
+    for fd in fds {
+        let (_, at) = share(fd, 0)?;
+        if addr.is_some_and(|a| a != at) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("sockets on two addresses ({} and {at})", addr.unwrap()),
+            ));
+        }
+        addr = Some(at);
+    }
+    let addr = addr.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no socket"))?;
+    if fds.len() == count {
+        let own = fds.iter().map(|fd| Ok(vec![fd.try_clone()?]));
+        return Ok((own.collect::<io::Result<_>>()?, addr, false));
+    }
+    let every = (0..count).map(|_| fds.iter().map(|fd| fd.try_clone()).collect());
+    Ok((every.collect::<io::Result<_>>()?, addr, true))
+}
+
 /// Fail with `EADDRINUSE` when any socket listens on `addr` (or on an
 /// address overlapping it, such as the wildcard on that port), whoever owns
 /// it: a bind without `SO_REUSEPORT` joins no group. `SO_REUSEADDR` lets it

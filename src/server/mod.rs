@@ -23,6 +23,7 @@
 use std::io;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -137,8 +138,8 @@ pub enum ServerError {
 enum Source {
     /// Bind this address, one `SO_REUSEPORT` listener per shard.
     Bind(SocketAddr),
-    /// A socket already listening (socket activation): every shard accepts on it.
-    Inherited(std::os::fd::OwnedFd),
+    /// Sockets already listening (socket activation, an upgrade's hand-over).
+    Inherited(Vec<OwnedFd>),
 }
 
 struct Service {
@@ -176,6 +177,8 @@ pub struct Server {
 pub struct Stopper {
     controls: Arc<Mutex<Vec<UnixStream>>>,
     events: Sender<Event>,
+    /// Every listening socket, until a stop: what an upgrade hands over.
+    handover: Arc<Mutex<Vec<(String, OwnedFd)>>>,
 }
 
 impl Server {
@@ -292,8 +295,27 @@ impl Stopper {
     /// requests (with a FIN, after their lingering close), let the others
     /// finish (up to the shutdown timeout), and end. Returns at once.
     pub fn stop(&self) {
+        // Once the shards close theirs, nothing holds the sockets open (and
+        // newcomers are refused), unless a new process was handed them.
+        self.handover
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         let _ = self.events.send(Event::StopRequested);
         self.send(None, control::STOP);
+    }
+
+    /// A new descriptor of every listening socket, with its service's
+    /// name: each shard's own `SO_REUSEPORT` socket, or the sockets the
+    /// server was given. For a new process taking over (an upgrade): the
+    /// same sockets, so that nothing queued on them is lost when this
+    /// server stops accepting. Empty once a stop was asked for.
+    pub fn listening_sockets(&self) -> io::Result<Vec<(String, OwnedFd)>> {
+        let handover = self.handover.lock().unwrap_or_else(|p| p.into_inner());
+        handover
+            .iter()
+            .map(|(name, fd)| Ok((name.clone(), fd.as_fd().try_clone_to_owned()?)))
+            .collect()
     }
 
     /// Stop at once: as [`Stopper::stop`], but every connection still open
@@ -332,7 +354,22 @@ impl ServerBuilder {
         listener: std::net::TcpListener,
         protocol: P,
     ) -> Self {
-        self.add(name, Source::Inherited(listener.into()), protocol)
+        self.service_on_all(name, vec![listener], protocol)
+    }
+
+    /// Serve `protocol` on sockets that are already listening, all on one
+    /// address: one per shard, as an upgrade hands over the previous
+    /// process's (see [`Stopper::listening_sockets`]), each shard then
+    /// accepting on its own; any other number, and every shard accepts on
+    /// every one. They are made non-blocking.
+    pub fn service_on_all<P: Protocol>(
+        self,
+        name: &str,
+        listeners: Vec<std::net::TcpListener>,
+        protocol: P,
+    ) -> Self {
+        let fds = listeners.into_iter().map(OwnedFd::from).collect();
+        self.add(name, Source::Inherited(fds), protocol)
     }
 
     fn add<P: Protocol>(mut self, name: &str, source: Source, protocol: P) -> Self {
@@ -411,10 +448,12 @@ impl ServerBuilder {
         isolate::install_panic_hook();
 
         let mut addrs: Vec<(String, SocketAddr)> = Vec::new();
+        // A descriptor of every listening socket, to hand to a new process.
+        let mut handover: Vec<(String, OwnedFd)> = Vec::new();
         let mut per_shard: Vec<Vec<ShardListener<Handlers>>> =
             cpus.iter().map(|_| Vec::new()).collect();
         for (index, svc) in self.services.iter().enumerate() {
-            let (fds, actual) = match &svc.source {
+            let (per_shard_fds, actual, shared) = match &svc.source {
                 Source::Bind(addr) => {
                     if let Some(first) = self.services.iter().take(index).find(
                         |s| matches!(s.source, Source::Bind(a) if a == *addr && addr.port() != 0),
@@ -425,28 +464,43 @@ impl ServerBuilder {
                             addr: *addr,
                         });
                     }
-                    listener::bind_shards(*addr, cpus.len()).map_err(|e| ServerError::Bind {
-                        service: svc.name.clone(),
-                        addr: *addr,
-                        reason: listener::explain(&e),
-                    })?
+                    let (fds, actual) = listener::bind_shards(*addr, cpus.len()).map_err(|e| {
+                        ServerError::Bind {
+                            service: svc.name.clone(),
+                            addr: *addr,
+                            reason: listener::explain(&e),
+                        }
+                    })?;
+                    for fd in &fds {
+                        handover.push((svc.name.clone(), fd.try_clone()?));
+                    }
+                    (fds.into_iter().map(|fd| vec![fd]).collect(), actual, false)
                 }
-                Source::Inherited(fd) => listener::share(fd, cpus.len()).map_err(|e| {
-                    ServerError::Io(io::Error::new(
-                        e.kind(),
-                        format!("the inherited {} socket: {e}", svc.name),
-                    ))
-                })?,
+                Source::Inherited(fds) => {
+                    let (per_shard_fds, actual, shared) = listener::distribute(fds, cpus.len())
+                        .map_err(|e| {
+                            ServerError::Io(io::Error::new(
+                                e.kind(),
+                                format!("the inherited {} socket: {e}", svc.name),
+                            ))
+                        })?;
+                    for fd in fds {
+                        handover.push((svc.name.clone(), fd.try_clone()?));
+                    }
+                    (per_shard_fds, actual, shared)
+                }
             };
             addrs.push((svc.name.clone(), actual));
-            for (shard, fd) in fds.into_iter().enumerate() {
-                per_shard[shard].push(ShardListener {
-                    service: svc.name.clone(),
-                    index,
-                    handler: svc.handlers.clone(),
-                    fd,
-                    shared: matches!(svc.source, Source::Inherited(_)),
-                });
+            for (shard, fds) in per_shard_fds.into_iter().enumerate() {
+                for fd in fds {
+                    per_shard[shard].push(ShardListener {
+                        service: svc.name.clone(),
+                        index,
+                        handler: svc.handlers.clone(),
+                        fd,
+                        shared,
+                    });
+                }
             }
         }
 
@@ -483,6 +537,7 @@ impl ServerBuilder {
         let stopper = Stopper {
             controls: Arc::new(Mutex::new(controls)),
             events: tx,
+            handover: Arc::new(Mutex::new(handover)),
         };
         let server = Server {
             addrs,

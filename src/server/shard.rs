@@ -125,14 +125,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
         };
         let stopped = stop.clone();
         let shard = shard.clone();
-        rt.spawn(accepting.track_future(async move {
-            // Stopping drops the loop, and with it the listener.
-            future::or(
-                accept_loop(shard, listener, service, handler),
-                stopped.raised(),
-            )
-            .await
-        }));
+        rt.spawn(accepting.track_future(accept_loop(shard, listener, service, handler, stopped)));
     }
     let mut control = match rt.control(spec.control) {
         Ok(c) => c,
@@ -169,23 +162,35 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
     .await;
 }
 
-/// Accept connections for one service until the shard stops.
+/// Accept connections for one service until the shard stops; then close
+/// the listener, serving what the kernel had accepted for it meanwhile.
 async fn accept_loop<R: Runtime>(
     shard: Rc<Shard<R>>,
     mut listener: R::Listener,
     service: Service,
     handler: Handler<R::Conn>,
+    stopped: Signal,
 ) {
     let mut backoff = Backoff::new();
     loop {
-        // Wait for room before accepting: connection N+1 waits in the backlog.
-        if shard.admit.available_permits() == 0 {
-            service.stats.cap_waits.add(1);
-        }
-        let Ok(permit) = shard.admit.clone().acquire_owned().await else {
-            return; // closed: the shard is stopping
+        let next = async {
+            // Wait for room before accepting: connection N+1 waits in the backlog.
+            if shard.admit.available_permits() == 0 {
+                service.stats.cap_waits.add(1);
+            }
+            let permit = shard.admit.clone().acquire_owned().await.ok()?;
+            Some((permit, shard.rt.accept(&mut listener).await))
         };
-        let conn = match shard.rt.accept(&mut listener).await {
+        // Stopping drops the wait, never an accepted connection (see
+        // `Runtime::accept`).
+        let stopping = async {
+            stopped.raised().await;
+            None
+        };
+        let Some((permit, accepted)) = future::or(next, stopping).await else {
+            break;
+        };
+        let conn = match accepted {
             Ok(conn) => conn,
             Err(e) => {
                 let pause = backoff.on_error(&service.name, &e);
@@ -198,23 +203,47 @@ async fn accept_loop<R: Runtime>(
             }
         };
         backoff.reset();
+        serve(&shard, conn, &service, &handler, Some(permit));
+    }
+    let left = shard.rt.close_listener(listener).await;
+    if !left.is_empty() {
         debug!(
-            "{}: shard {} accepted {}",
+            "{}: shard {}: {} connection(s) accepted as it stopped: serving them",
             service.name,
             shard.id,
-            crate::io::Connection::peer(&conn)
+            left.len()
         );
-        let (service, handler, cut) = (service.clone(), handler.clone(), shard.cut.clone());
-        let draining = shard.draining.clone();
-        shard.rt.spawn(shard.tracker.track_future(async move {
-            // Cut by the drain: the connection is dropped mid-answer, and
-            // its client gets a reset.
-            future::or(
-                conn::serve(conn, &handler, &service, draining),
-                cut.raised(),
-            )
-            .await;
-            drop(permit);
-        }));
     }
+    for conn in left {
+        serve(&shard, conn, &service, &handler, None);
+    }
+}
+
+/// Run one accepted connection, tracked for the drain; `permit` is its
+/// room under `--max-conns` (none for those accepted as the shard stopped).
+fn serve<R: Runtime>(
+    shard: &Shard<R>,
+    conn: R::Conn,
+    service: &Service,
+    handler: &Handler<R::Conn>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    debug!(
+        "{}: shard {} accepted {}",
+        service.name,
+        shard.id,
+        crate::io::Connection::peer(&conn)
+    );
+    let (service, handler, cut) = (service.clone(), handler.clone(), shard.cut.clone());
+    let draining = shard.draining.clone();
+    shard.rt.spawn(shard.tracker.track_future(async move {
+        // Cut by the drain: the connection is dropped mid-answer, and
+        // its client gets a reset.
+        future::or(
+            conn::serve(conn, &handler, &service, draining),
+            cut.raised(),
+        )
+        .await;
+        drop(permit);
+    }));
 }

@@ -22,7 +22,7 @@ use crate::backend::{RingFigures, Runtime, ShardConfig};
 use crate::buf::Buf;
 use crate::io::Timeouts;
 use crate::ring::deadline::Deadlines;
-use crate::ring::lifecycle::MultiOp;
+use crate::ring::lifecycle::{MultiOp, Op};
 use crate::ring::op::{self, Accept, AcceptMulti, Recv, Timeout};
 use crate::ring::pipes::PipePool;
 use crate::ring::{Ring, SharedFd, driver};
@@ -53,6 +53,10 @@ pub(crate) struct RingListener {
     /// Keep one multishot accept armed (Linux 5.19+).
     multishot: bool,
     armed: Option<MultiOp<AcceptMulti>>,
+    /// A single-shot accept in flight. Kept here, not in the accept's
+    /// future, so that a connection it takes is never dropped with that
+    /// future: the next accept, or the close, hands it over.
+    pending: Option<Op<Accept>>,
 }
 
 impl Runtime for Uring {
@@ -124,13 +128,20 @@ impl Runtime for Uring {
             fd: SharedFd::new(fd),
             multishot: exclusive,
             armed: None,
+            pending: None,
         })
     }
 
     async fn accept(&self, l: &mut RingListener) -> io::Result<RingConn> {
         let fd = loop {
             if !l.multishot {
-                break self.ring.submit(Accept::new(&l.fd)).await?;
+                let ring = &self.ring;
+                let op = l
+                    .pending
+                    .get_or_insert_with(|| ring.submit(Accept::new(&l.fd)));
+                let res = op.await;
+                l.pending = None;
+                break res?;
             }
             let armed = l
                 .armed
@@ -149,14 +160,30 @@ impl Runtime for Uring {
                 Err(e) => return Err(e),
             }
         };
-        RingConn::accepted(
-            fd,
-            self.ring.clone(),
-            self.pipes.clone(),
-            self.deadlines.watch(),
-            self.timeouts,
-            self.cached_sendfile,
-        )
+        self.connection(fd)
+    }
+
+    async fn close_listener(&self, mut l: RingListener) -> Vec<RingConn> {
+        // What the kernel accepted before the cancels reached it is real
+        // clients: serve them, do not close them.
+        let mut fds = Vec::new();
+        if let Some(mut op) = l.pending.take() {
+            op.cancel();
+            if let Ok(fd) = (&mut op).await {
+                fds.push(fd);
+            }
+        }
+        if let Some(mut armed) = l.armed.take() {
+            armed.cancel();
+            while let Some(c) = armed.next().await {
+                if let Ok(fd) = op::accepted(c) {
+                    fds.push(fd);
+                }
+            }
+        }
+        fds.into_iter()
+            .filter_map(|fd| self.connection(fd).ok())
+            .collect()
     }
 
     fn control(&self, fd: OwnedFd) -> io::Result<SharedFd> {
@@ -186,6 +213,20 @@ impl Runtime for Uring {
     }
 }
 
+impl Uring {
+    /// A connection on this shard's ring for the accepted `fd`.
+    fn connection(&self, fd: OwnedFd) -> io::Result<RingConn> {
+        RingConn::accepted(
+            fd,
+            self.ring.clone(),
+            self.pipes.clone(),
+            self.deadlines.watch(),
+            self.timeouts,
+            self.cached_sendfile,
+        )
+    }
+}
+
 /// Multishot accept needs Linux 5.19; before that, every shard accepts one
 /// at a time. Expected on older kernels: said once, at INFO.
 fn note_single_shot_accept() {
@@ -194,5 +235,48 @@ fn note_single_shot_accept() {
         info!(
             "this kernel has no multishot accept (Linux 5.19+): accepting one connection at a time"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::OwnedFd;
+    use std::time::Duration;
+
+    use futures_lite::future;
+
+    use super::*;
+    use crate::ring::tests::run_returning;
+
+    /// Connections the kernel accepted for a listener (multishot, or the
+    /// single-shot accept in flight) while the shard stops are handed over
+    /// by `close_listener` to be served, never closed unanswered.
+    #[test]
+    fn closing_a_listener_hands_over_what_the_kernel_accepted() {
+        for exclusive in [true, false] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let served = run_returning(move |ring| async move {
+                let rt = Uring {
+                    ring: ring.clone(),
+                    pipes: PipePool::for_shard(1),
+                    deadlines: Deadlines::new(),
+                    timeouts: Timeouts::default(),
+                    cached_sendfile: true,
+                };
+                let mut l = rt.listener(OwnedFd::from(listener), exclusive).unwrap();
+                // The accept is armed, then its waiter goes away (a stop).
+                assert!(future::poll_once(rt.accept(&mut l)).await.is_none());
+                let clients: Vec<TcpStream> = (0..if exclusive { 5 } else { 1 })
+                    .map(|_| TcpStream::connect(addr).unwrap())
+                    .collect();
+                // Let the kernel complete the accepts into the ring.
+                let _ = ring.submit(Timeout::new(Duration::from_millis(100))).await;
+                let conns = rt.close_listener(l).await;
+                (conns.len(), clients.len())
+            });
+            assert_eq!(served.0, served.1, "exclusive (multishot): {exclusive}");
+        }
     }
 }
