@@ -10,7 +10,9 @@
 # (only the suite changes); downloads are cached under target/kernel-matrix/.
 #
 # Cases (--case, repeatable; default: every case):
-#   5.10             Debian bullseye's cloud kernel: every test group, both backends
+#   5.10             Debian bullseye's cloud kernel and userland: the portable
+#                    binary (scripts/package.sh) on bullseye's own libraries
+#                    (scripts/kernel-matrix/bullseye.sh); every test group, both backends
 #   6.1              Debian bookworm's cloud kernel: the same
 #   6.12-disabled    Debian trixie's kernel with kernel.io_uring_disabled=2 set
 #                    before ringlet starts: auto falls back to epoll and says why,
@@ -145,6 +147,10 @@ cp scripts/kernel-matrix/init "$stage/init"
 chmod +x "$stage/init"
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.cpio.gz"
 echo "   $(du -h "$work/initramfs.cpio.gz" | cut -f1) initramfs" >&2
+# Debian 11 as shipped, for the bullseye kernel: its userland, not the host's.
+if [[ " ${cases[*]} " == *" 5.10"* ]]; then
+  scripts/kernel-matrix/bullseye.sh "$stage" "$work/initramfs-bullseye.cpio.gz"
+fi
 
 declare -A result
 kernels=()
@@ -162,7 +168,7 @@ for c in "${cases[@]}"; do
   set +e
   timeout --foreground "$timeout_s" qemu-system-x86_64 "${accel_args[@]}" -machine q35 \
     -smp 2 -m 3072 -nographic -no-reboot -monitor none -serial "file:$log" \
-    -kernel "$vmlinuz" -initrd "$work/initramfs.cpio.gz" \
+    -kernel "$vmlinuz" -initrd "$work/initramfs$([ "$suite" = bullseye ] && echo -bullseye).cpio.gz" \
     -append "console=ttyS0 panic=-1 quiet matrix.case=$mode"
   qrc=$?
   set -e
@@ -170,7 +176,8 @@ for c in "${cases[@]}"; do
   sed -i 's/\r$//' "$log"
   echo "   booted, ran and powered off in $(( $(date +%s) - started )) s (qemu status $qrc)" >&2
   kernel=$(grep -m1 -oE 'MATRIX kernel [^ ]+' "$log" | cut -d' ' -f3 || true)
-  kernels+=("$c|${kernel:-?}|$(cat "$work/apt-$suite/package")")
+  userland=$(grep -m1 '^MATRIX userland ' "$log" | cut -d' ' -f3- || true)
+  kernels+=("$c|${kernel:-?}|$(cat "$work/apt-$suite/package")|${userland:-?}")
   grep -E '^MATRIX (group|backend|feature)' "$log" | sed 's/^/   /' >&2 || true
   for g in probe-checks $tests; do
     r=$(grep -m1 -E "^MATRIX group $g " "$log" | awk '{print $4}' || true)
@@ -189,9 +196,9 @@ for c in "${cases[@]}"; do
 done
 
 {
-  echo "| case | kernel | package |"
-  echo "|---|---|---|"
-  for k in "${kernels[@]}"; do IFS='|' read -r c v p <<< "$k"; echo "| $c | $v | $p |"; done
+  echo "| case | kernel | package | userland (C library) |"
+  echo "|---|---|---|---|"
+  for k in "${kernels[@]}"; do IFS='|' read -r c v p u <<< "$k"; echo "| $c | $v | $p | $u |"; done
   echo
   printf '| group |'; for c in "${cases[@]}"; do printf ' %s |' "$c"; done; echo
   printf '|---|'; for _ in "${cases[@]}"; do printf -- '---|'; done; echo
