@@ -15,7 +15,8 @@
 #   dpkg -i       binary, units, man pages, completions, /srv/ringlet, the
 #                 README in place; bash completes `ringlet se` to `serve`;
 #                 nothing enabled; bullseye's `systemd-analyze verify` (247)
-#                 silent on the installed units
+#                 silent on the installed units but for the one line saying
+#                 it ignores cachestat, a system call it predates
 #   dpkg -r       after `systemctl enable` of both units: no unit file or
 #                 link left, nothing of the package left
 #
