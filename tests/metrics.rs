@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Write as _};
+use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -375,7 +375,51 @@ fn past_the_cap_the_oldest_is_closed(backend: &str) {
     assert_eq!(evicted + timed_out, flood_size as u64, "{page}");
 }
 
+/// One GET of `path` over a raw socket: the status line and the body.
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = connect_bounded(addr);
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .unwrap();
+    let raw = String::from_utf8(read_to_close(&mut s)).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// Health checks for a load balancer: `/live` while the process runs,
+/// `/ready` 200 while every shard accepts and 503 from the moment a drain
+/// begins (while a stream keeps the process up), so no new work is sent to
+/// a process about to go.
+fn ready_turns_503_when_the_drain_begins(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big"), vec![7u8; 64 << 20]).unwrap();
+    let (server, metrics) = serve(backend, dir.path());
+    assert_eq!(
+        get(metrics, "/live"),
+        ("HTTP/1.1 200 OK".into(), "alive\n".into())
+    );
+    assert_eq!(
+        get(metrics, "/ready"),
+        ("HTTP/1.1 200 OK".into(), "ready\n".into())
+    );
+    // A stream read slowly keeps the drain going.
+    let mut stream = connect(server.file());
+    stream.write_all(b"/big\0").unwrap();
+    let mut first = [0u8; 1024];
+    stream.read_exact(&mut first).unwrap();
+    unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
+    server.wait_for_log(&["SIGTERM", "draining"]);
+    assert_eq!(
+        get(metrics, "/ready"),
+        (
+            "HTTP/1.1 503 Service Unavailable".into(),
+            "not ready: draining\n".into()
+        )
+    );
+    assert_eq!(get(metrics, "/live").0, "HTTP/1.1 200 OK");
+}
+
 on_both_backends!(
+    ready_turns_503_when_the_drain_begins,
     a_scrape_matches_the_bench,
     file_requests_are_counted_by_outcome,
     silent_clients_do_not_delay_a_scrape,

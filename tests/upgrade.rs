@@ -410,6 +410,8 @@ fn a_failing_new_binary_leaves_the_old_one_serving(backend: &str) {
     unsafe { libc::kill(pid as i32, libc::SIGHUP) };
     server.wait_for_log(&["already under way; ignored"]);
     ping("during an upgrade");
+    // A balancer's health check sends no new work meanwhile.
+    assert_eq!(page(metrics, "/ready"), "not ready: upgrading in place\n");
     let deadline = Instant::now() + Duration::from_secs(20);
     while server.count_log(&["upgrade failed"]) < 2 {
         assert!(
@@ -425,6 +427,7 @@ fn a_failing_new_binary_leaves_the_old_one_serving(backend: &str) {
             .contains("serves on")
     );
     ping("after a binary that never becomes ready");
+    assert_eq!(page(metrics, "/ready"), "ready\n");
 
     replace_binary(&exe, &real);
     let new = upgrade(&server, pid, 2);
@@ -435,13 +438,20 @@ fn a_failing_new_binary_leaves_the_old_one_serving(backend: &str) {
     assert_eq!(generation(metrics), 2);
 }
 
-/// `ringlet_generation` as the metrics endpoint at `addr` says it.
-fn generation(addr: SocketAddr) -> u64 {
+/// The body the metrics endpoint at `addr` answers for `path`.
+fn page(addr: SocketAddr, path: &str) -> String {
     let mut s = connect(addr);
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
         .unwrap();
     let mut page = String::new();
     s.read_to_string(&mut page).unwrap();
+    page.split_once("\r\n\r\n")
+        .map_or(page.clone(), |(_, body)| body.to_string())
+}
+
+/// `ringlet_generation` as the metrics endpoint at `addr` says it.
+fn generation(addr: SocketAddr) -> u64 {
+    let page = page(addr, "/metrics");
     page.lines()
         .find_map(|l| l.strip_prefix("ringlet_generation "))
         .unwrap_or_else(|| panic!("no ringlet_generation in {page}"))

@@ -24,14 +24,17 @@ use ringlet::{Monitor, Snapshot};
 
 mod http;
 
-use http::{DEADLINE, MAX_CONNS, Stats};
+pub use http::Ready;
+use http::{DEADLINE, MAX_CONNS, Pages, Stats};
 
-/// Answer scrapes on `listener` (bound by `serve`, or handed over by an
-/// upgrade) from a thread of their own. Returns its address.
+/// Answer scrapes and health checks on `listener` (bound by `serve`, or
+/// handed over by an upgrade) from a thread of their own; `ready` says
+/// whether the server takes new connections (`/ready`). Returns its address.
 pub fn start_on(
     listener: TcpListener,
     monitor: Monitor,
     backend: &'static str,
+    ready: Ready,
 ) -> anyhow::Result<SocketAddr> {
     let local = listener.local_addr()?;
     let endpoint = Arc::new(Stats::default());
@@ -48,7 +51,8 @@ pub fn start_on(
             .map_err(io::Error::other)?;
         Ok(page)
     });
-    http::spawn(listener, render, endpoint).context("starting the metrics thread")?;
+    http::spawn(listener, Pages { render, ready }, endpoint)
+        .context("starting the metrics thread")?;
     Ok(local)
 }
 
@@ -383,6 +387,7 @@ mod tests {
             std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
             server.monitor(),
             server.backend().name(),
+            std::sync::Arc::new(|| Ok(())),
         )
         .unwrap();
         send(addr, b"hello");

@@ -85,10 +85,17 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
         ),
         (None, Listen::Off) => None,
     };
+    let state = Arc::new(Mutex::new(State::Serving));
     let metrics = match metrics {
         Some(listener) => {
             let kept = listener.try_clone().context("the metrics socket")?;
-            let at = super::metrics::start_on(listener, server.monitor(), server.backend().name())?;
+            let ready = readiness(state.clone(), server.monitor());
+            let at = super::metrics::start_on(
+                listener,
+                server.monitor(),
+                server.backend().name(),
+                ready,
+            )?;
             info!("metrics on http://{at}/metrics");
             Some(OwnedFd::from(kept))
         }
@@ -111,7 +118,7 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
         notifier,
         plan,
         metrics,
-        state: Arc::new(Mutex::new(State::Serving)),
+        state,
     };
     std::thread::Builder::new()
         .name("ringlet-signals".into())
@@ -139,6 +146,24 @@ fn handover(
         sockets.push((METRICS.to_string(), fd.try_clone()?));
     }
     Ok(sockets)
+}
+
+/// `/ready` on the metrics endpoint: every shard accepting, no drain or
+/// upgrade begun (a balancer should send no new work to a process about to
+/// go).
+fn readiness(state: Arc<Mutex<State>>, monitor: ringlet::Monitor) -> super::metrics::Ready {
+    Arc::new(move || {
+        match *state.lock().unwrap_or_else(|p| p.into_inner()) {
+            State::Serving => {}
+            State::Upgrading => return Err("upgrading in place"),
+            State::Stopping => return Err("draining"),
+        }
+        // A shard that missed a few heartbeats is dead or stalled.
+        match monitor.stalled(Duration::from_secs(2)) {
+            None => Ok(()),
+            Some(_) => Err("a shard is not turning"),
+        }
+    })
 }
 
 /// Where the process stands, for what a signal does.

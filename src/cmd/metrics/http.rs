@@ -9,9 +9,12 @@
 //! [`MAX_CONNS`] are open at once: the next one closes the oldest (a debug
 //! line each, a warning at most once a minute, and a counter), so a flood
 //! costs a bounded number of descriptors and buffers, and a new scrape still
-//! gets in. The HTTP is the least a scraper needs: one request per
-//! connection (parsed by `httparse`), `GET` or `HEAD` of `/metrics`, then
-//! close. It knows nothing of the figures: `render` makes the page.
+//! gets in. The HTTP is the least a scraper or a load balancer's health
+//! check needs: one request per connection (parsed by `httparse`), `GET` or
+//! `HEAD` of `/metrics`, `/ready` (200 while every shard accepts, 503 from
+//! the moment a drain or an upgrade begins) or `/live` (200 while the
+//! process runs), then close. It knows nothing of the figures: `render`
+//! makes the page, `ready` says whether the server takes new work.
 
 use std::collections::VecDeque;
 use std::io;
@@ -35,9 +38,19 @@ const MAX_HEAD: usize = 8 * 1024;
 /// At most one warning about the cap in this long.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
 
 /// Makes the page, at every scrape.
 pub type Render = Arc<dyn Fn() -> io::Result<String> + Send + Sync>;
+/// Whether the server takes new connections now (`/ready`); why not if not.
+pub type Ready = Arc<dyn Fn() -> Result<(), &'static str> + Send + Sync>;
+
+/// What the endpoint answers with.
+#[derive(Clone)]
+pub struct Pages {
+    pub render: Render,
+    pub ready: Ready,
+}
 
 /// The endpoint's own figures, read by the collector.
 #[derive(Debug, Default)]
@@ -49,7 +62,7 @@ pub struct Stats {
 }
 
 /// Serve `listener` from a thread of its own until the process ends.
-pub fn spawn(listener: std::net::TcpListener, render: Render, stats: Arc<Stats>) -> io::Result<()> {
+pub fn spawn(listener: std::net::TcpListener, pages: Pages, stats: Arc<Stats>) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -60,13 +73,13 @@ pub fn spawn(listener: std::net::TcpListener, render: Render, stats: Arc<Stats>)
         .spawn(move || {
             runtime.block_on(async move {
                 // A task like the connections, so that they run in turn.
-                let _ = tokio::spawn(accept_loop(listener, render, stats)).await;
+                let _ = tokio::spawn(accept_loop(listener, pages, stats)).await;
             })
         })?;
     Ok(())
 }
 
-async fn accept_loop(listener: std::net::TcpListener, render: Render, stats: Arc<Stats>) {
+async fn accept_loop(listener: std::net::TcpListener, pages: Pages, stats: Arc<Stats>) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -106,15 +119,15 @@ async fn accept_loop(listener: std::net::TcpListener, render: Render, stats: Arc
             // Let the aborted task drop its socket before the next accept.
             tokio::task::yield_now().await;
         }
-        let task = tokio::spawn(serve_one(stream, peer, render.clone(), stats.clone()));
+        let task = tokio::spawn(serve_one(stream, peer, pages.clone(), stats.clone()));
         live.push_back((peer, task));
     }
 }
 
 /// One connection, all of it within [`DEADLINE`].
-async fn serve_one(mut s: TcpStream, peer: SocketAddr, render: Render, stats: Arc<Stats>) {
+async fn serve_one(mut s: TcpStream, peer: SocketAddr, pages: Pages, stats: Arc<Stats>) {
     let until = Instant::now() + DEADLINE;
-    match timeout_at(until, answer(&mut s, &render)).await {
+    match timeout_at(until, answer(&mut s, &pages)).await {
         // Let the client read the answer before the close (no reset for
         // input it sent after its head), as long as the deadline allows.
         Ok(Ok(())) => {
@@ -129,12 +142,12 @@ async fn serve_one(mut s: TcpStream, peer: SocketAddr, render: Render, stats: Ar
 }
 
 /// Read one request head and answer it.
-async fn answer(s: &mut TcpStream, render: &Render) -> io::Result<()> {
+async fn answer(s: &mut TcpStream, pages: &Pages) -> io::Result<()> {
     let mut head = vec![0u8; MAX_HEAD];
     let mut filled = 0;
     let (method, path) = loop {
         if filled == head.len() {
-            return respond(s, "431 Request Header Fields Too Large", "", None).await;
+            return respond(s, "431 Request Header Fields Too Large", TEXT, "", false).await;
         }
         let n = s.read(&mut head[filled..]).await?;
         if n == 0 {
@@ -151,48 +164,62 @@ async fn answer(s: &mut TcpStream, render: &Render) -> io::Result<()> {
                 );
             }
             Ok(httparse::Status::Partial) => continue,
-            Err(e) => return respond(s, "400 Bad Request", &format!("{e}\n"), None).await,
+            Err(e) => return respond(s, "400 Bad Request", TEXT, &format!("{e}\n"), false).await,
         }
     };
     drop(head);
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
-        return respond(s, "405 Method Not Allowed", "GET or HEAD\n", None).await;
+        return respond(
+            s,
+            "405 Method Not Allowed",
+            TEXT,
+            "GET or HEAD\n",
+            head_only,
+        )
+        .await;
     }
     // A scraper may add a query string (`?name[]=…`); every figure is sent.
-    if path.split('?').next() != Some("/metrics") {
-        return respond(s, "404 Not Found", "try /metrics\n", None).await;
-    }
-    let body = render()?;
-    if head_only {
-        respond(s, "200 OK", "", Some(body.len())).await
-    } else {
-        respond(s, "200 OK", &body, None).await
-    }
+    let (status, kind, body) = match path.split('?').next() {
+        Some("/metrics") => ("200 OK", CONTENT_TYPE, (pages.render)()?),
+        Some("/live") => ("200 OK", TEXT, "alive\n".to_string()),
+        Some("/ready") => match (pages.ready)() {
+            Ok(()) => ("200 OK", TEXT, "ready\n".to_string()),
+            Err(why) => (
+                "503 Service Unavailable",
+                TEXT,
+                format!("not ready: {why}\n"),
+            ),
+        },
+        _ => (
+            "404 Not Found",
+            TEXT,
+            "try /metrics, /ready or /live\n".to_string(),
+        ),
+    };
+    respond(s, status, kind, &body, head_only).await
 }
 
-/// Write a whole response and shut the sending side. `length` overrides the
-/// body's own (a HEAD answer).
+/// Write a whole response and shut the sending side; for a HEAD request,
+/// the head alone (with the body's length).
 async fn respond(
     s: &mut TcpStream,
     status: &str,
+    kind: &str,
     body: &str,
-    length: Option<usize>,
+    head_only: bool,
 ) -> io::Result<()> {
-    let kind = if status.starts_with("200") {
-        CONTENT_TYPE
-    } else {
-        "text/plain; charset=utf-8"
-    };
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n",
-        length.unwrap_or(body.len())
+        body.len()
     );
     if status.starts_with("405") {
         out.push_str("Allow: GET, HEAD\r\n");
     }
     out.push_str("Connection: close\r\n\r\n");
-    out.push_str(body);
+    if !head_only {
+        out.push_str(body);
+    }
     s.write_all(out.as_bytes()).await?;
     s.shutdown().await
 }
