@@ -59,6 +59,9 @@ const CACHED_CHUNK: u64 = 2 << 20;
 /// other task runs first): about a quarter of a millisecond of the core over
 /// loopback. Without it a stream ran until glommio's preempt timer (5 ms).
 const CACHED_TURN: u64 = 512 << 10;
+/// How long a write-timeout cut waits for the kernel to let it reset a
+/// socket a splice is blocked on (see `cut_for_write_timeout`).
+const CUT_PATIENCE: Duration = Duration::from_millis(500);
 /// Files up to this size go out by read + send rather than splice.
 const SMALL_FILE: u64 = 16 * 1024;
 /// Room for a head (status line, HTTP headers) in front of a small file.
@@ -131,7 +134,7 @@ impl RingConn {
                 .await
             {
                 Some(r) => r,
-                None => return (Err(self.cut_for_write_timeout()), false),
+                None => return (Err(self.cut_for_write_timeout().await), false),
             };
             let n = match into {
                 Ok(0) => break, // the file shrank
@@ -151,7 +154,7 @@ impl RingConn {
                     .ring
                     .submit(Splice::new(&pipe.read, None, &self.fd, left as u32));
                 match self.within_write_timeout(drain).await {
-                    None => return (Err(self.cut_for_write_timeout()), false),
+                    None => return (Err(self.cut_for_write_timeout().await), false),
                     Some(Ok(0)) => return (Err(io::ErrorKind::WriteZero.into()), false),
                     Some(Ok(m)) => left -= m,
                     Some(Err(e)) => return (Err(e), false),
@@ -181,10 +184,37 @@ impl RingConn {
     /// `shutdown`: that queues a FIN behind the unsent bytes, and a client
     /// that drained them before the socket's last reference went (the
     /// abandoned splice's, on a loaded machine) read a clean end of file.
-    fn cut_for_write_timeout(&self) -> io::Error {
-        if rustix::net::connect_unspec(&self.fd).is_err() {
-            // No disconnect: end the splice all the same, at that risk.
-            let _ = socket2::SockRef::from(&self.fd).shutdown(std::net::Shutdown::Both);
+    /// Linux 5.10 LTS refuses the disconnect (`EBUSY`) while a thread waits
+    /// on the socket: it is retried while the cancellation of the dropped
+    /// splice (sent with the ring's next enter) interrupts the worker. Only
+    /// if that fails too is the socket shut down (which wakes any waiter),
+    /// and the disconnect tried again: the FIN is still queued behind bytes
+    /// the client has not taken, and the disconnect drops it with them.
+    async fn cut_for_write_timeout(&self) -> io::Error {
+        let sock = socket2::SockRef::from(&self.fd);
+        // Whatever happens below, the last close resets.
+        let _ = sock.set_linger(Some(Duration::ZERO));
+        let started = Instant::now();
+        let mut shut = false;
+        loop {
+            match rustix::net::connect_unspec(&self.fd) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::BUSY) if started.elapsed() < 2 * CUT_PATIENCE => {
+                    if !shut && started.elapsed() >= CUT_PATIENCE {
+                        let _ = sock.shutdown(std::net::Shutdown::Both);
+                        shut = true;
+                    }
+                    let _ = self
+                        .ring
+                        .submit(Timeout::new(Duration::from_millis(1)))
+                        .await;
+                }
+                Err(_) => {
+                    // No disconnect: end the splice all the same.
+                    let _ = sock.shutdown(std::net::Shutdown::Both);
+                    break;
+                }
+            }
         }
         write_timed_out(self.timeouts.write)
     }
