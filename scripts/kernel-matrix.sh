@@ -22,11 +22,14 @@
 #                    refuses io_uring_setup (EPERM)
 #
 # Usage: scripts/kernel-matrix.sh [--case NAME]... [--tests "GROUP..."]
-#            [--timeout SECS] [--accel tcg|kvm] [--table FILE]
+#            [--more-on-5.10 "GROUP..."] [--timeout SECS] [--accel tcg|kvm] [--table FILE]
 #   --tests     integration test files to run (default: probe article echo file
 #               escape isolation limits faults close crossing). Not run, and
 #               said so: systemd, units, watchdog (they need systemd's tools),
-#               metrics and http (curl), bench/props/cli (long or host-bound).
+#               bench/props (long).
+#   --more-on-5.10  groups the 5.10 case runs as well (default: http metrics
+#               cli lib; "lib" is the library's unit tests, `cargo test --lib`).
+#               The host's curl goes into the initramfs with its libraries.
 #   --timeout   per boot (default 1500 s); a VM that does not power off fails
 #   --accel     qemu accelerator (default tcg: nested KVM fails on many hosts)
 #   --table     also write the markdown table to FILE
@@ -37,26 +40,30 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 cases=() tests="probe article echo file escape isolation limits faults close crossing"
+more_510="http metrics cli lib"
 timeout_s=1500 accel=tcg table=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --case) cases+=("$2"); shift ;;
     --tests) tests="$2"; shift ;;
+    --more-on-5.10) more_510="$2"; shift ;;
     --timeout) timeout_s="$2"; shift ;;
     --accel) accel="$2"; shift ;;
     --table) table="$2"; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
 [ ${#cases[@]} -gt 0 ] || cases=(5.10 6.1 6.12-disabled 6.12-seccomp)
-for t in qemu-system-x86_64 busybox cpio apt-get; do
+for t in qemu-system-x86_64 busybox cpio apt-get curl; do
   command -v "$t" > /dev/null || { echo "missing $t: apt-get install qemu-system-x86 busybox-static cpio" >&2; exit 2; }
 done
 busybox=$(command -v busybox)
 
-work=$root/target/kernel-matrix
+# KERNEL_MATRIX_WORK: another folder for downloads, logs and the initramfs
+# (two runs at once must not share one console log).
+work=${KERNEL_MATRIX_WORK:-$root/target/kernel-matrix}
 mkdir -p "$work"
 
 # The suite that ships each kernel.
@@ -135,10 +142,28 @@ copy_with_libs() { # FILE DEST
 copy_with_libs "$debug_bin" "$debug_bin"
 copy_with_libs "$root/target/release/ringlet" /bin/ringlet
 copy_with_libs "$work/no-io-uring" /bin/no-io-uring
-for t in $tests; do
-  exe=$(grep -F '"reason":"compiler-artifact"' "$work/tests.json" \
-        | grep -F '"kind":["test"]' | grep -F "\"name\":\"$t\"" \
-        | grep -oE '"executable":"[^"]+"' | head -n 1 | cut -d'"' -f4 || true)
+# The http and metrics tests talk to the server with curl (numeric addresses).
+copy_with_libs "$(command -v curl)" /bin/curl
+printf '127.0.0.1 localhost\n::1 localhost\n' > "$stage/etc/hosts"
+# Each case's groups, in order; the 5.10 case runs more (--more-on-5.10).
+groups_of() {
+  case "$1" in
+    5.10*) echo "$tests $more_510" ;;
+    *) echo "$tests" ;;
+  esac
+}
+all_groups=$(for c in "${cases[@]}"; do groups_of "$c"; done | tr ' ' '\n' | awk 'NF && !seen[$0]++')
+for t in $all_groups; do
+  if [ "$t" = lib ]; then
+    # The library's unit tests (`cargo test --lib --no-run`).
+    exe=$(grep -F '"reason":"compiler-artifact"' "$work/tests.json" \
+          | grep -F '"kind":["lib"]' | grep -F '"name":"ringlet"' | grep -F '"test":true},"features"' \
+          | grep -oE '"executable":"[^"]+"' | head -n 1 | cut -d'"' -f4 || true)
+  else
+    exe=$(grep -F '"reason":"compiler-artifact"' "$work/tests.json" \
+          | grep -F '"kind":["test"]' | grep -F "\"name\":\"$t\"" \
+          | grep -oE '"executable":"[^"]+"' | head -n 1 | cut -d'"' -f4 || true)
+  fi
   [ -n "$exe" ] || { echo "no test executable named $t" >&2; exit 2; }
   copy_with_libs "$exe" "/matrix/$t"
 done
@@ -169,7 +194,7 @@ for c in "${cases[@]}"; do
   timeout --foreground "$timeout_s" qemu-system-x86_64 "${accel_args[@]}" -machine q35 \
     -smp 2 -m 3072 -nographic -no-reboot -monitor none -serial "file:$log" \
     -kernel "$vmlinuz" -initrd "$work/initramfs$([ "$suite" = bullseye ] && echo -bullseye).cpio.gz" \
-    -append "console=ttyS0 panic=-1 quiet matrix.case=$mode"
+    -append "console=ttyS0 panic=-1 quiet matrix.case=$mode matrix.groups=$(groups_of "$c" | tr ' ' ,)"
   qrc=$?
   set -e
   # The serial console ends its lines with CRLF.
@@ -178,8 +203,8 @@ for c in "${cases[@]}"; do
   kernel=$(grep -m1 -oE 'MATRIX kernel [^ ]+' "$log" | cut -d' ' -f3 || true)
   userland=$(grep -m1 '^MATRIX userland ' "$log" | cut -d' ' -f3- || true)
   kernels+=("$c|${kernel:-?}|$(cat "$work/apt-$suite/package")|${userland:-?}")
-  grep -E '^MATRIX (group|backend|feature)' "$log" | sed 's/^/   /' >&2 || true
-  for g in probe-checks $tests; do
+  grep -E '^MATRIX (group|backend|feature|note)' "$log" | sed 's/^/   /' >&2 || true
+  for g in probe-checks $(groups_of "$c"); do
     r=$(grep -m1 -E "^MATRIX group $g " "$log" | awk '{print $4}' || true)
     if [ -z "$r" ]; then
       r=failed
@@ -202,13 +227,13 @@ done
   echo
   printf '| group |'; for c in "${cases[@]}"; do printf ' %s |' "$c"; done; echo
   printf '|---|'; for _ in "${cases[@]}"; do printf -- '---|'; done; echo
-  for g in probe-checks $tests; do
+  for g in probe-checks $all_groups; do
     printf '| %s |' "$g"
-    for c in "${cases[@]}"; do printf ' %s |' "${result[$c/$g]}"; done
+    for c in "${cases[@]}"; do printf ' %s |' "${result[$c/$g]:--}"; done
     echo
   done
   echo
-  echo "Not run in the VM: systemd, units, watchdog (need systemd's tools), metrics and http (need curl),"
-  echo "bench, props, cli (long or host-bound); they run on the host."
+  echo "Not run in the VM: systemd, units, watchdog (need systemd's tools), bench and props (long);"
+  echo "http, metrics, cli and lib (the library's unit tests) on 5.10 only; the rest run on the host."
 } | tee "${table:-/dev/null}"
 exit "$failed"
