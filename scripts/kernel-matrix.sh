@@ -33,7 +33,7 @@
 #   --timeout   per boot (default 1500 s); a VM that does not power off fails
 #   --accel     qemu accelerator (default tcg: nested KVM fails on many hosts)
 #   --table     also write the markdown table to FILE
-# Needs: qemu-system-x86, busybox-static, cpio, apt-get (Debian or Ubuntu host).
+# Needs: qemu-system-x86, busybox-static, cpio, curl, apt-get (Debian or Ubuntu host).
 # Exit status: 0 when every group of every case passed, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +50,7 @@ while [ $# -gt 0 ]; do
     --timeout) timeout_s="$2"; shift ;;
     --accel) accel="$2"; shift ;;
     --table) table="$2"; shift ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift

@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="$2"; shift ;;
     --conns) conns="$2"; shift ;;
     --backend) backend="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
