@@ -375,6 +375,41 @@ pub struct Serve {
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub cached_sendfile: bool,
 
+    /// Log every HTTP and file request, and every echo session, one line
+    /// each, to PATH (appended; reopened on SIGUSR1, for logrotate), to
+    /// standard output (`-`), or not at all (`off`). Written by a thread of
+    /// its own: a shard never waits on the disk; lines the disk cannot keep
+    /// up with are dropped and counted (ringlet_access_log_dropped_total).
+    #[arg(long, value_name = "PATH|-|off", default_value = "off")]
+    pub access_log: String,
+
+    /// The access log's lines: `combined` (nginx's, with `rt=` seconds) or
+    /// `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "combined")]
+    pub access_log_format: ringlet::access::Format,
+
+    /// Behind a load balancer: require a PROXY protocol header (v1 or v2, as
+    /// HAProxy's send-proxy / send-proxy-v2 send it) at the start of every
+    /// connection of these services (echo, file, http). The client address
+    /// it carries replaces the balancer's in the logs and the access log; a
+    /// connection without a valid header is closed with one log line and
+    /// never served; a v2 LOCAL header (a health check) is served as it is.
+    /// Off by default.
+    #[arg(long, value_name = "SERVICE[,SERVICE...]", value_delimiter = ',')]
+    pub proxy_protocol: Vec<String>,
+
+    /// The sources whose PROXY headers are believed (the balancers), as
+    /// address blocks; a connection from anywhere else on a
+    /// --proxy-protocol service is refused. The header must arrive whole
+    /// within 5 s of the connection.
+    #[arg(
+        long,
+        value_name = "CIDR[,CIDR...]",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128"
+    )]
+    pub proxy_from: Vec<ringlet::proxy::Cidr>,
+
     /// On SIGHUP (an upgrade in place), how long the new process may take to
     /// say every shard accepts before it is stopped and this one serves on.
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_positive_seconds)]

@@ -108,6 +108,13 @@ pub trait Connection {
         false
     }
 
+    /// The server's access log, when one is on (`--access-log`): a
+    /// protocol logs each request (or session) it served there. Logging
+    /// never waits on the disk.
+    fn access_log(&self) -> Option<&crate::access::AccessLog> {
+        None
+    }
+
     /// Count what became of one request in the server's figures (the
     /// metrics endpoint shows them by service and outcome). Costs one
     /// single-writer counter; a connection outside a server ignores it.

@@ -52,6 +52,7 @@
 //! generator; a library user who needs neither depends on ringlet with
 //! `default-features = false` and gets none of their dependencies.
 
+pub mod access;
 mod backend;
 mod buf;
 mod epoll;
@@ -61,6 +62,7 @@ mod pagecache;
 mod placement;
 pub mod probe;
 pub mod proto;
+pub mod proxy;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod ring;
@@ -76,6 +78,6 @@ pub use io::{Connection, Linger, Outcome, TimeoutKind, Timeouts, timeout_kind};
 pub use placement::allowed_cpus;
 pub use proto::Protocol;
 pub use server::{
-    Backend, DEFAULT_SHUTDOWN_TIMEOUT, Monitor, RingFigures, Server, ServerBuilder, ServerError,
-    ServiceFigures, ShardFigures, Snapshot, Stopper, Summary,
+    Backend, DEFAULT_SHUTDOWN_TIMEOUT, Monitor, ProxyPolicy, RingFigures, Server, ServerBuilder,
+    ServerError, ServiceFigures, ShardFigures, Snapshot, Stopper, Summary,
 };

@@ -35,6 +35,7 @@ pub fn start_on(
     monitor: Monitor,
     backend: &'static str,
     ready: Ready,
+    access: Option<ringlet::access::AccessLog>,
 ) -> anyhow::Result<SocketAddr> {
     let local = listener.local_addr()?;
     let endpoint = Arc::new(Stats::default());
@@ -44,6 +45,7 @@ pub fn start_on(
         backend,
         endpoint: endpoint.clone(),
         generation: super::upgrade::generation(),
+        access,
     }));
     let render = Arc::new(move || -> io::Result<String> {
         let mut page = String::new();
@@ -57,13 +59,24 @@ pub fn start_on(
 }
 
 /// Turns a [`Snapshot`] into metric families at every scrape.
-#[derive(Debug)]
 struct Figures {
     monitor: Monitor,
     backend: &'static str,
     endpoint: Arc<Stats>,
     /// Which process this is in a line of upgrades in place (1: the first).
     generation: u64,
+    /// The access log, if on: its lines written and dropped.
+    access: Option<ringlet::access::AccessLog>,
+}
+
+impl std::fmt::Debug for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Figures")
+            .field("backend", &self.backend)
+            .field("generation", &self.generation)
+            .field("access_log", &self.access.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Collector for Figures {
@@ -101,6 +114,27 @@ impl Collector for Figures {
             None,
             MetricType::Gauge,
         )?)?;
+        if let Some(log) = &self.access {
+            for (name, help, n) in [
+                (
+                    "ringlet_access_log_written",
+                    "Access log lines written.",
+                    log.written(),
+                ),
+                (
+                    "ringlet_access_log_dropped",
+                    "Access log lines dropped because the disk could not keep up.",
+                    log.dropped(),
+                ),
+            ] {
+                ConstCounter::new(n).encode(enc.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    MetricType::Counter,
+                )?)?;
+            }
+        }
         services(&mut enc, &snap)?;
         endpoint(&mut enc, &self.endpoint)?;
         if self.backend == "uring" {
@@ -388,6 +422,7 @@ mod tests {
             server.monitor(),
             server.backend().name(),
             std::sync::Arc::new(|| Ok(())),
+            None,
         )
         .unwrap();
         send(addr, b"hello");

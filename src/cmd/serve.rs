@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ringlet::access::{self, AccessLog};
 use ringlet::systemd::{self, Notifier};
 use ringlet::{Linger, Server, Stopper, Timeouts};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 use tracing::{info, warn};
 
@@ -27,7 +28,7 @@ const METRICS: &str = "metrics";
 pub fn serve(args: Serve) -> anyhow::Result<()> {
     // Signals are caught before the shards start, so none is lost in between.
     let mut signals =
-        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+        Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1]).context("installing signal handlers")?;
     let generation = upgrade::generation();
     // What SIGHUP starts: this binary's path as it was at start (the file
     // there may be replaced meanwhile: that is the upgrade).
@@ -52,6 +53,17 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
             bytes: args.linger_bytes,
         });
 
+    let access = match access::Target::from_arg(&args.access_log) {
+        None => None,
+        Some(target) => Some(
+            AccessLog::open(target.clone(), args.access_log_format)
+                .with_context(|| format!("--access-log {target}"))?,
+        ),
+    };
+    if let Some(log) = &access {
+        builder = builder.access_log(log.clone());
+    }
+
     let mut names = registry::names();
     names.push(METRICS);
     let inherited = systemd::inherited_sockets(&names).map_err(anyhow::Error::msg)?;
@@ -75,6 +87,16 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
         }
     }
 
+    if !args.proxy_protocol.is_empty() {
+        let names: Vec<&str> = args.proxy_protocol.iter().map(String::as_str).collect();
+        let policy = ringlet::ProxyPolicy {
+            trusted: args.proxy_from.clone(),
+            ..ringlet::ProxyPolicy::loopback()
+        };
+        builder = builder
+            .proxy_protocol(&names, policy)
+            .map_err(|e| anyhow::anyhow!("--proxy-protocol: {e} (is it on?)"))?;
+    }
     let server = builder.start()?;
     log_ready(&server, &args, activated, generation);
     let metrics = match (metrics_socket, args.metrics) {
@@ -95,6 +117,7 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
                 server.monitor(),
                 server.backend().name(),
                 ready,
+                access.clone(),
             )?;
             info!("metrics on http://{at}/metrics");
             Some(OwnedFd::from(kept))
@@ -119,6 +142,7 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
         plan,
         metrics,
         state,
+        access,
     };
     std::thread::Builder::new()
         .name("ringlet-signals".into())
@@ -183,6 +207,7 @@ struct SignalThread {
     plan: Plan,
     metrics: Option<OwnedFd>,
     state: Arc<Mutex<State>>,
+    access: Option<AccessLog>,
 }
 
 impl SignalThread {
@@ -190,6 +215,13 @@ impl SignalThread {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let name = match sig {
             SIGHUP => return self.on_hup(&mut state),
+            SIGUSR1 => {
+                if let Some(log) = &self.access {
+                    info!("SIGUSR1: reopening the access log");
+                    log.reopen();
+                }
+                return;
+            }
             SIGINT => "SIGINT",
             _ => "SIGTERM",
         };

@@ -3,10 +3,13 @@
 //! Byte-exact. Line mode writes each complete line back as soon as its `\n`
 //! arrives; raw mode writes back whatever arrives. Memory is one fixed buffer
 //! per connection: a "line" longer than the buffer goes back in pieces, never
-//! held whole. It must never buffer more than that one buffer.
+//! held whole. It must never buffer more than that one buffer. With an
+//! access log on, each session is one line (bytes in and out, duration).
 
 use std::io;
+use std::time::Instant;
 
+use crate::access::Entry;
 use crate::io::{Buf, Connection};
 use crate::proto::Protocol;
 
@@ -49,15 +52,38 @@ impl Default for Echo {
 
 impl Protocol for Echo {
     async fn serve<C: Connection>(&self, conn: &mut C) -> io::Result<()> {
+        let started = Instant::now();
+        let mut bytes = (0, 0);
+        let ended = self.session(conn, &mut bytes).await;
+        // One access log line for the whole session, however it ended.
+        if let Some(log) = conn.access_log() {
+            log.log(&Entry::Session {
+                client: conn.peer(),
+                service: "echo",
+                bytes_in: bytes.0,
+                bytes_out: bytes.1,
+                duration: started.elapsed(),
+            });
+        }
+        ended
+    }
+}
+
+impl Echo {
+    /// Echo until the client closes; `bytes` counts what came in and went back.
+    async fn session<C: Connection>(&self, conn: &mut C, bytes: &mut (u64, u64)) -> io::Result<()> {
         let mut buf = Buf::with_capacity(self.buffer);
         loop {
             let (res, b) = conn.read(buf).await;
             buf = b;
             let n = res?;
+            bytes.0 += n as u64;
             if n == 0 {
                 // The client closed its side: a last line without `\n` still goes back.
                 if !buf.is_empty() {
+                    let len = buf.len() as u64;
                     conn.write_all(buf).await.0?;
+                    bytes.1 += len;
                 }
                 return Ok(());
             }
@@ -69,6 +95,7 @@ impl Protocol for Echo {
                 let (res, b) = conn.write_prefix(buf, cut).await;
                 buf = b;
                 res?;
+                bytes.1 += cut as u64;
                 buf.consume(cut);
             }
             conn.yield_if_needed().await;

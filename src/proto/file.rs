@@ -4,16 +4,18 @@
 //! request closes at once with nothing sent (the article's client hung there).
 //! Framed mode (`--file-header`) is for programs: `OK <size>\n` and the bytes,
 //! or `ERR <reason>\n`, and the connection stays open for the next request.
-//! Every refusal is one log line: peer, path, reason. Files are opened only
+//! Every refusal is one log line: peer, path, reason; with an access log on,
+//! every request is one line there too. Files are opened only
 //! through [`Root`], so nothing outside the served directory is ever opened.
 
 use std::io;
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 
+use crate::access::Entry;
 use crate::fs::{DisplayPath, Root};
 use crate::io::{Buf, Connection, Outcome};
 use crate::proto::Protocol;
@@ -69,18 +71,19 @@ impl Protocol for FileServer {
         loop {
             let (res, b) = request::read(conn, buf, self.request_timeout).await;
             buf = b;
+            let started = conn.access_log().map(|_| Instant::now());
             let len = match res? {
                 Request::Path(len) => len,
                 Request::Closed => return Ok(()),
                 Request::Truncated => {
-                    conn.record(Outcome::Incomplete);
+                    done(conn, buf.filled(), Outcome::Incomplete, 0, started);
                     info!(
                         "file: {peer}: refused: connection closed before the NUL ending the path"
                     );
                     return Ok(());
                 }
                 Request::TooSlow(kind) => {
-                    conn.record(Outcome::Timeout);
+                    done(conn, buf.filled(), Outcome::Timeout, 0, started);
                     info!(
                         "file: {peer}: refused: request {}",
                         request::too_slow(kind, self.request_timeout)
@@ -90,7 +93,7 @@ impl Protocol for FileServer {
                     return Ok(());
                 }
                 Request::TooLong => {
-                    conn.record(Outcome::TooLong);
+                    done(conn, buf.filled(), Outcome::TooLong, 0, started);
                     info!("file: {peer}: refused: no NUL within {MAX_REQUEST} bytes");
                     self.send_status(conn, &mut status, format_args!("ERR request too long"))
                         .await?;
@@ -102,7 +105,7 @@ impl Protocol for FileServer {
             let file = match conn.open_file(&self.root, path).await {
                 Ok(file) => file,
                 Err(reason) => {
-                    conn.record(Outcome::from(&reason));
+                    done(conn, path, Outcome::from(&reason), 0, started);
                     info!(
                         "file: {peer} requested {}: refused: {reason}",
                         DisplayPath(path)
@@ -129,11 +132,11 @@ impl Protocol for FileServer {
                 conn.send_file(file).await
             };
             let sent = sent.map_err(|e| {
-                conn.record(Outcome::Truncated);
+                done(conn, path, Outcome::Truncated, 0, started);
                 io::Error::new(e.kind(), format!("sending {}: {e}", DisplayPath(path)))
             })?;
             if sent < size {
-                conn.record(Outcome::Truncated);
+                done(conn, path, Outcome::Truncated, sent, started);
                 // The promised length cannot be kept: end the stream, send nothing made up.
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -143,13 +146,36 @@ impl Protocol for FileServer {
                     ),
                 ));
             }
-            conn.record(Outcome::Served);
+            done(conn, path, Outcome::Served, size, started);
             if !self.framed {
                 return Ok(());
             }
             buf.consume(len + 1);
             conn.yield_if_needed().await;
         }
+    }
+}
+
+/// Count what became of one request, and log it when an access log is on
+/// (`started`: when its handling began; `None` when no log is).
+fn done<C: Connection>(
+    conn: &mut C,
+    path: &[u8],
+    outcome: Outcome,
+    bytes: u64,
+    started: Option<Instant>,
+) {
+    conn.record(outcome);
+    if let (Some(log), Some(started)) = (conn.access_log(), started) {
+        // A refused over-long request: the start of it is enough.
+        let path = &path[..path.len().min(256)];
+        log.log(&Entry::File {
+            client: conn.peer(),
+            path,
+            outcome: outcome.label(),
+            bytes,
+            duration: started.elapsed(),
+        });
     }
 }
 

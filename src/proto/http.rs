@@ -22,10 +22,11 @@ use std::borrow::Cow;
 use std::io;
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info};
 
+use crate::access::Entry;
 use crate::fs::{DisplayPath, OpenError, RegularFile, Root};
 use crate::io::{Buf, Connection, Outcome};
 use crate::proto::Protocol;
@@ -391,7 +392,15 @@ impl Protocol for HttpServer {
                     } else {
                         Outcome::Invalid
                     });
-                    return self.status_only(conn, &mut out, status).await;
+                    let started = Instant::now();
+                    let sent = self.status_only(conn, &mut out, status).await;
+                    log_request(
+                        conn,
+                        buf.filled(),
+                        (status, status_body(status).len() as u64),
+                        started,
+                    );
+                    return sent;
                 }
                 Framed::Closed => return Ok(()),
                 Framed::Truncated => {
@@ -405,13 +414,25 @@ impl Protocol for HttpServer {
                         request::too_slow(kind, self.request_timeout)
                     );
                     conn.record(Outcome::Timeout);
-                    return self.status_only(conn, &mut out, 408).await;
+                    let started = Instant::now();
+                    let sent = self.status_only(conn, &mut out, 408).await;
+                    log_request(
+                        conn,
+                        buf.filled(),
+                        (408, status_body(408).len() as u64),
+                        started,
+                    );
+                    return sent;
                 }
             };
-            buf.consume(len);
             // A drain's request is answered, then the connection closes.
             let persist = Persist::of(&req, conn.draining());
-            self.answer(conn, &req, persist, &mut out).await?;
+            let started = Instant::now();
+            let mut note = (0, 0);
+            let answered = self.answer(conn, &req, persist, &mut out, &mut note).await;
+            log_request(conn, &buf.filled()[..len], note, started);
+            buf.consume(len);
+            answered?;
             if persist == Persist::Closing {
                 return Ok(());
             }
@@ -428,6 +449,7 @@ impl HttpServer {
         req: &Request,
         persist: Persist,
         out: &mut Buf,
+        note: &mut (u16, u64),
     ) -> io::Result<()> {
         let (file, opened) = match self.open(conn, &req.path).await {
             Ok(found) => found,
@@ -439,7 +461,7 @@ impl HttpServer {
                     DisplayPath(&req.path)
                 );
                 conn.record(outcome);
-                let body = format!("{status} {}\n", reason(status));
+                let body = status_body(status);
                 let head = self.head(
                     status,
                     persist,
@@ -453,6 +475,7 @@ impl HttpServer {
                 } else {
                     &body
                 };
+                *note = (status, body.len() as u64);
                 return self.write(conn, out, &head, body.as_bytes()).await;
             }
         };
@@ -471,6 +494,7 @@ impl HttpServer {
                 persist,
                 &[("ETag", &tag), ("Last-Modified", &modified)],
             );
+            *note = (304, 0);
             return self.write(conn, out, &head, b"").await;
         }
         let total = file.size();
@@ -497,6 +521,7 @@ impl HttpServer {
                         ("Content-Length", "0"),
                     ],
                 );
+                *note = (416, 0);
                 return self.write(conn, out, &head, b"").await;
             }
         };
@@ -513,6 +538,7 @@ impl HttpServer {
         }
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let head = self.head(status, persist, &fields);
+        *note = (status, 0);
         if req.method == Method::Head || len == 0 || head.len() > out.capacity() {
             self.write(conn, out, &head, b"").await?;
             if req.method == Method::Head || len == 0 {
@@ -532,6 +558,7 @@ impl HttpServer {
             conn.record(Outcome::Truncated);
             io::Error::new(e.kind(), format!("sending {}: {e}", DisplayPath(&req.path)))
         })?;
+        note.1 = sent;
         if sent < len {
             conn.record(Outcome::Truncated);
             return Err(io::Error::new(
@@ -604,7 +631,7 @@ impl HttpServer {
         out: &mut Buf,
         status: u16,
     ) -> io::Result<()> {
-        let body = format!("{status} {}\n", reason(status));
+        let body = status_body(status);
         let head = self.head(
             status,
             Persist::Closing,
@@ -639,6 +666,47 @@ impl HttpServer {
         *out = b;
         Ok(())
     }
+}
+
+/// The body of an answer that is only a status.
+fn status_body(status: u16) -> String {
+    format!("{status} {}\n", reason(status))
+}
+
+/// One access log line for the request whose head is `raw` (when a log is
+/// on): what it asked, as it was sent, and `(status, body bytes)`. The head
+/// is parsed again only here, so that a server without a log keeps no
+/// more of it than it needs.
+fn log_request<C: Connection>(conn: &C, raw: &[u8], (status, bytes): (u16, u64), started: Instant) {
+    let Some(log) = conn.access_log() else {
+        return;
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    // A refused head may be partial or malformed: log what can be read.
+    let _ = req.parse(raw);
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let version = match req.version {
+        Some(0) => "HTTP/1.0",
+        Some(_) => "HTTP/1.1",
+        None => "-",
+    };
+    log.log(&Entry::Http {
+        client: conn.peer(),
+        method: req.method.unwrap_or("-"),
+        target: req.path.map_or(b"-", str::as_bytes),
+        version,
+        status,
+        bytes,
+        referer: header("referer"),
+        user_agent: header("user-agent"),
+        duration: started.elapsed(),
+    });
 }
 
 /// The `Date` of a response now, formatted once a second per thread.

@@ -41,7 +41,9 @@ use tracing::{debug, info};
 
 use super::isolate::{self, Ended};
 use super::monitor::ServiceStats;
+use super::proxied::{self, ProxyPolicy};
 use super::signal::{Raised, Signal};
+use crate::access::AccessLog;
 use crate::backend::Socket;
 use crate::fs::{OpenError, RegularFile, Root};
 use crate::io::{Buf, Connection, Linger, Outcome, full_buffer_error, timeout_kind};
@@ -74,6 +76,10 @@ pub(crate) struct Service {
     /// How long a client may take no byte of its answer: also how long the
     /// lingering close waits, at most, for the whole answer to be taken.
     pub write_timeout: Duration,
+    /// Connections open with a PROXY header (see `proxied`).
+    pub proxy: Option<Arc<ProxyPolicy>>,
+    /// Where requests are logged (`--access-log`).
+    pub access: Option<AccessLog>,
 }
 
 /// Serve one accepted connection with `handler`, then end it.
@@ -84,9 +90,28 @@ pub(crate) async fn serve<C: Connection + Socket>(
     service: &Service,
     draining: Signal,
 ) {
-    let peer = conn.peer();
+    let mut peer = conn.peer();
     let mut conn = Metered::new(conn, service.stats.clone(), draining);
+    conn.access = service.access.clone();
     service.stats.connection_opened();
+    if let Some(policy) = &service.proxy {
+        match proxied::read_header(&mut conn, peer, policy).await {
+            Ok(admitted) => {
+                if let Some(client) = admitted.client {
+                    debug!("{}: {peer} is a balancer for {client}", service.name);
+                    conn.client = Some(client);
+                    peer = client;
+                }
+                conn.pending = admitted.rest;
+            }
+            Err(why) => {
+                info!("{}: {peer}: {why}", service.name);
+                conn.close();
+                service.stats.connection_closed(true);
+                return;
+            }
+        }
+    }
     let ended = isolate::run(&service.name, peer, handler(&mut conn)).await;
     match ended {
         Ended::Clean => conn.linger(service, peer).await,
@@ -117,6 +142,12 @@ pub(crate) struct Metered<C: Socket> {
     answered: bool,
     /// The shard's drain began.
     draining: Raised,
+    /// The client's address from a PROXY header, in place of the socket's.
+    client: Option<SocketAddr>,
+    /// Bytes read past a PROXY header: the protocol reads them first.
+    pending: Vec<u8>,
+    /// The access log, if on.
+    access: Option<AccessLog>,
 }
 
 /// How a wait for the next request ended.
@@ -135,6 +166,9 @@ impl<C: Socket> Metered<C> {
             ended: false,
             answered: false,
             draining: draining.raised(),
+            client: None,
+            pending: Vec::new(),
+            access: None,
         }
     }
 
@@ -301,12 +335,19 @@ impl<C: Socket> Drop for Metered<C> {
 
 impl<C: Connection + Socket> Connection for Metered<C> {
     fn peer(&self) -> SocketAddr {
-        self.conn.peer()
+        self.client.unwrap_or_else(|| self.conn.peer())
     }
 
     async fn read(&mut self, buf: Buf) -> (io::Result<usize>, Buf) {
         if buf.is_full() {
             return (Err(full_buffer_error()), buf);
+        }
+        if !self.pending.is_empty() {
+            let mut buf = buf;
+            let n = buf.extend_from_slice(&self.pending);
+            self.pending.drain(..n);
+            self.stats.bytes_in.add(n as u64);
+            return (Ok(n), buf);
         }
         let (res, buf) = if buf.is_empty() && self.answered {
             match self.wait_for_request(buf).await {
@@ -382,5 +423,9 @@ impl<C: Connection + Socket> Connection for Metered<C> {
 
     fn draining(&self) -> bool {
         self.draining.is_raised()
+    }
+
+    fn access_log(&self) -> Option<&AccessLog> {
+        self.access.as_ref()
     }
 }

@@ -48,6 +48,8 @@ pub(crate) struct ShardListener<H> {
     /// One socket shared by every shard (socket activation), rather than a
     /// shard's own `SO_REUSEPORT` listener.
     pub shared: bool,
+    /// Every connection must open with a PROXY header (behind a balancer).
+    pub proxy: Option<Arc<super::proxied::ProxyPolicy>>,
 }
 
 /// What a shard needs, moved onto its thread. `H` is the backend's handler.
@@ -72,6 +74,8 @@ pub(crate) struct ShardSpec<H> {
     pub cached_sendfile: bool,
     /// How every connection that ended well is closed.
     pub linger: crate::io::Linger,
+    /// Where every connection's requests are logged (`--access-log`).
+    pub access: Option<crate::access::AccessLog>,
     /// How many shards the server runs (to share per-user kernel budgets).
     pub shards: usize,
 }
@@ -90,6 +94,7 @@ impl<H> ShardSpec<H> {
                     handler: f(l.handler),
                     fd: l.fd,
                     shared: l.shared,
+                    proxy: l.proxy,
                 })
                 .collect(),
             id: self.id,
@@ -103,6 +108,7 @@ impl<H> ShardSpec<H> {
             timeouts: self.timeouts,
             cached_sendfile: self.cached_sendfile,
             linger: self.linger,
+            access: self.access,
             shards: self.shards,
         }
     }

@@ -44,6 +44,7 @@ pub(crate) mod control;
 pub(crate) mod isolate;
 mod listener;
 pub(crate) mod monitor;
+mod proxied;
 mod shard;
 mod signal;
 
@@ -51,6 +52,7 @@ use crate::backend::Runtime;
 use conn::{Handler, erase};
 use control::{Event, ShardListener, ShardSpec};
 pub use monitor::{Monitor, RingFigures, ServiceFigures, ShardFigures, Snapshot, Summary};
+pub use proxied::ProxyPolicy;
 
 /// How long live connections may finish after a stop, by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +99,9 @@ pub enum ServerError {
     /// Nothing to serve.
     #[error("no service to run: enable at least one listener")]
     NoServices,
+    /// A setting names a service the server does not run.
+    #[error("no service named {0:?} is served")]
+    NoSuchService(String),
     /// The CPU choice cannot be met.
     #[error("{0}")]
     Placement(String),
@@ -146,6 +151,7 @@ struct Service {
     name: String,
     source: Source,
     handlers: Handlers,
+    proxy: Option<Arc<ProxyPolicy>>,
 }
 
 /// Collects services and settings; [`ServerBuilder::start`] runs them.
@@ -158,6 +164,7 @@ pub struct ServerBuilder {
     timeouts: Timeouts,
     linger: Linger,
     cached_sendfile: bool,
+    access: Option<crate::access::AccessLog>,
 }
 
 /// A running server: its addresses, and the means to stop or wait for it.
@@ -193,6 +200,7 @@ impl Server {
             timeouts: Timeouts::default(),
             linger: Linger::default(),
             cached_sendfile: true,
+            access: None,
         }
     }
 
@@ -376,6 +384,7 @@ impl ServerBuilder {
         let protocol = Arc::new(protocol);
         self.services.push(Service {
             name: name.to_string(),
+            proxy: None,
             source,
             handlers: Handlers {
                 uring: erase(protocol.clone()),
@@ -435,6 +444,37 @@ impl ServerBuilder {
     pub fn max_conns(mut self, n: Option<usize>) -> Self {
         self.max_conns = n;
         self
+    }
+
+    /// Log every request (HTTP, the file protocol) and every echo session
+    /// to `log`, from the shards without ever waiting on its disk.
+    pub fn access_log(mut self, log: crate::access::AccessLog) -> Self {
+        self.access = Some(log);
+        self
+    }
+
+    /// Behind a load balancer: every connection of the services named in
+    /// `services` must open with a PROXY protocol header (v1 or v2) from a
+    /// source `policy` trusts, within its deadline; the client address it
+    /// carries replaces the peer's in everything per peer (log lines, the
+    /// access log). A connection without a valid header, or from a source
+    /// not trusted, is closed with one log line and never served. A v2
+    /// `LOCAL` header (a health check) is served as it is.
+    pub fn proxy_protocol(
+        mut self,
+        services: &[&str],
+        policy: ProxyPolicy,
+    ) -> Result<Self, ServerError> {
+        let policy = Arc::new(policy);
+        for name in services {
+            let svc = self
+                .services
+                .iter_mut()
+                .find(|s| s.name == *name)
+                .ok_or_else(|| ServerError::NoSuchService(name.to_string()))?;
+            svc.proxy = Some(policy.clone());
+        }
+        Ok(self)
     }
 
     /// Bind, start every shard, and return once all of them accept.
@@ -499,6 +539,7 @@ impl ServerBuilder {
                         handler: svc.handlers.clone(),
                         fd,
                         shared,
+                        proxy: svc.proxy.clone(),
                     });
                 }
             }
@@ -527,6 +568,7 @@ impl ServerBuilder {
                 timeouts: self.timeouts,
                 cached_sendfile: self.cached_sendfile,
                 linger: self.linger,
+                access: self.access.clone(),
                 shards: cpus.len(),
             });
         }

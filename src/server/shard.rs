@@ -84,6 +84,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
         cut: Signal::default(),
     });
     let beat_rt = rt.clone();
+    let access = spec.access.clone();
     let publish_rt = rt.clone();
     rt.spawn(control::heartbeat(
         spec.stats.clone(),
@@ -92,6 +93,10 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
         move |stats| {
             publish_rt.tick();
             stats.ring.publish(publish_rt.figures());
+            // This shard's access log lines reach the writer every beat.
+            if let Some(log) = &access {
+                log.flush();
+            }
         },
     ));
 
@@ -105,6 +110,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
             handler,
             fd,
             shared,
+            proxy,
         } = l;
         // A socket every shard shares must not be drained by one shard's
         // standing accept; nor may a capped shard accept ahead of its permits.
@@ -122,6 +128,8 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
             stats: spec.stats.services[index].clone(),
             linger: spec.linger,
             write_timeout: spec.timeouts.write,
+            proxy,
+            access: spec.access.clone(),
         };
         let stopped = stop.clone();
         let shard = shard.clone();
