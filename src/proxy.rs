@@ -171,7 +171,11 @@ fn v1_line(line: &[u8], complete: bool) -> Result<Option<Header>, ProxyError> {
     let mut count = 0;
     for field in rest.split(|&b| b == b' ') {
         if count == 4 {
-            return Err(ProxyError::Malformed("v1 line has more than 4 fields"));
+            return Err(if field.is_empty() || fields.iter().any(|f| f.is_empty()) {
+                ProxyError::Malformed("v1 fields are not single-spaced")
+            } else {
+                ProxyError::Malformed("v1 line has more than 4 fields")
+            });
         }
         fields[count] = field;
         count += 1;
@@ -671,6 +675,14 @@ mod tests {
         assert_eq!(
             why(b"PROXY TCP4 1.2.3.4 5.6.7.8 80 443\n"),
             "a bare LF ends the v1 line"
+        );
+        assert_eq!(
+            why(b"PROXY TCP4 1.2.3.4  5.6.7.8 80\r\n"),
+            "v1 fields are not single-spaced"
+        );
+        assert_eq!(
+            why(b"PROXY TCP4 1.2.3.4 5.6.7.8 80 443 9\r\n"),
+            "v1 line has more than 4 fields"
         );
         assert_eq!(
             why(b"PROXY TCP4 1.2.3.4 5.6.7.8 80\r\n"),
