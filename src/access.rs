@@ -717,7 +717,19 @@ fn client(entry: &Entry<'_>) -> SocketAddr {
 }
 
 fn push_ip(out: &mut Vec<u8>, addr: SocketAddr) {
-    let _ = write!(out, "{}", addr.ip().to_canonical());
+    match addr.ip().to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            push_u64(out, a.into());
+            for n in [b, c, d] {
+                out.push(b'.');
+                push_u64(out, n.into());
+            }
+        }
+        v6 => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {
@@ -752,11 +764,32 @@ const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 
 /// nginx's escaping of a log variable: `"`, `\`, below 0x20, from 0x7f.
 fn nginx_escapes(b: u8) -> bool {
-    b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b)
+    ESCAPED[usize::from(b)]
+}
+
+/// The bytes [`nginx_escapes`], as a table.
+const ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b == b'"' as usize || b == b'\\' as usize || b < 0x20 || b >= 0x7f;
+        b += 1;
+    }
+    table
+};
+
+/// Printable ASCII but `"` and `\`, within `budget`: written as it is, in
+/// both formats (the common case, one pass).
+fn plain(s: &[u8], budget: usize) -> bool {
+    s.len() <= budget && !s.iter().any(|&b| nginx_escapes(b))
 }
 
 /// `s` escaped as nginx does, cut with `...` to at most `budget` bytes.
 fn push_nginx(out: &mut Vec<u8>, s: &[u8], budget: usize) {
+    if plain(s, budget) {
+        out.extend_from_slice(s);
+        return;
+    }
     let len = |b: u8| if nginx_escapes(b) { 4 } else { 1 };
     let total: usize = s.iter().map(|&b| len(b)).sum();
     let limit = if total <= budget { total } else { budget - 3 };
@@ -896,6 +929,12 @@ const JSON_INVALID_LEN: usize = 5;
 /// `s` as a JSON string, quotes included, its contents cut with `...` to at
 /// most `budget` bytes.
 fn push_json_str(out: &mut Vec<u8>, s: &[u8], budget: usize) {
+    if plain(s, budget) {
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return;
+    }
     let total: usize = s
         .utf8_chunks()
         .map(|c| {
