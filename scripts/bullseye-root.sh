@@ -6,10 +6,12 @@
 # Shared by scripts/package-test.sh (the package and the portable binary,
 # run by chroot) and scripts/kernel-matrix.sh (the 5.10 case boots with this
 # root's own libraries). Made once with
-#   debootstrap --variant=minbase --include=systemd bullseye ROOT MIRROR
+#   debootstrap --variant=minbase --include=systemd,procps bullseye ROOT MIRROR
 # where MIRROR is the Debian mirror this machine's apt sources already use
 # (the same lookup as kernel-matrix.sh's), so nothing here names a host.
-# systemd is included for its systemd-analyze and systemctl (it never runs).
+# systemd is included for its systemd-analyze and systemctl (it never runs),
+# procps for /bin/kill (the service's ExecReload=; the .deb depends on it).
+# A root made with another list is made again.
 #
 # Usage: scripts/bullseye-root.sh [--rebuild]
 # Needs: root, a Debian archive keyring, debootstrap (installed by apt-get when
@@ -27,8 +29,10 @@ esac
 
 work=$PWD/target/bullseye
 root=$work/root
-# A root that debootstrap finished is marked; anything else is made again.
-if [ "$rebuild" = 0 ] && [ -f "$root/.ringlet-root-done" ]; then
+include=systemd,procps
+# A root that debootstrap finished is marked with its package list; anything
+# else is made again.
+if [ "$rebuild" = 0 ] && grep -qx "include=$include" "$root/.ringlet-root-done" 2>/dev/null; then
   echo "$root"
   exit 0
 fi
@@ -61,14 +65,14 @@ tmp=$work/root.tmp
 grep -qF " $tmp/" /proc/mounts && { echo "still mounted under $tmp: umount it first" >&2; exit 1; }
 rm -rf --one-file-system "$tmp"
 started=$(date +%s)
-echo "== debootstrap bullseye (minbase + systemd) into $root" >&2
-if ! debootstrap --variant=minbase --include=systemd bullseye "$tmp" "$(mirror)" > "$work/debootstrap.log" 2>&1; then
+echo "== debootstrap bullseye (minbase + $include) into $root" >&2
+if ! debootstrap --variant=minbase --include="$include" bullseye "$tmp" "$(mirror)" > "$work/debootstrap.log" 2>&1; then
   tail -n 30 "$work/debootstrap.log" >&2
   echo "debootstrap failed; the whole log is $work/debootstrap.log" >&2
   exit 1
 fi
 # What the root is, for the reports: its release and C library.
-cat "$tmp/etc/debian_version" > "$tmp/.ringlet-root-done"
+{ echo "include=$include"; cat "$tmp/etc/debian_version"; } > "$tmp/.ringlet-root-done"
 rm -rf --one-file-system "$root"
 mv "$tmp" "$root"
 echo "   made in $(( $(date +%s) - started )) s: Debian $(cat "$root/etc/debian_version")" >&2

@@ -98,13 +98,15 @@ install -D -m 0644 README.md "$deb/usr/share/doc/ringlet/README.md"
 install -d -m 0755 "$deb/srv/ringlet"
 
 install -d -m 0755 "$deb/DEBIAN"
+# procps: /bin/kill, which the service's ExecReload= runs (Debian 11's
+# minimal root lacks it; scripts/package-test.sh's verify says so).
 cat > "$deb/DEBIAN/control" <<EOF
 Package: ringlet
 Version: $debversion
 Architecture: amd64
 Maintainer: ringlet developers <ringlet@localhost>
 Installed-Size: $(du -sk --exclude=DEBIAN "$deb" | cut -f1)
-Depends: libc6 (>= $glibc)
+Depends: libc6 (>= $glibc), procps
 Section: net
 Priority: optional
 Description: echo and file servers, thread-per-core on io_uring
