@@ -60,8 +60,14 @@ const CACHED_CHUNK: u64 = 2 << 20;
 /// loopback. Without it a stream ran until glommio's preempt timer (5 ms).
 const CACHED_TURN: u64 = 512 << 10;
 /// How long a write-timeout cut waits for the kernel to let it reset a
-/// socket a splice is blocked on (see `cut_for_write_timeout`).
+/// socket a splice is blocked on before it shuts the socket down to wake
+/// the worker (see `cut_for_write_timeout`).
 const CUT_PATIENCE: Duration = Duration::from_millis(500);
+/// How long it goes on trying after that. Generous: an io-wq worker on a
+/// loaded machine (a TCG guest) can take seconds to let go, and the client
+/// cannot see the queued FIN meanwhile (its window is closed, and it has
+/// not been told anything yet).
+const CUT_GIVE_UP: Duration = Duration::from_secs(5);
 /// Files up to this size go out by read + send rather than splice.
 const SMALL_FILE: u64 = 16 * 1024;
 /// Room for a head (status line, HTTP headers) in front of a small file.
@@ -199,7 +205,7 @@ impl RingConn {
         loop {
             match rustix::net::connect_unspec(&self.fd) {
                 Ok(()) => break,
-                Err(rustix::io::Errno::BUSY) if started.elapsed() < 2 * CUT_PATIENCE => {
+                Err(rustix::io::Errno::BUSY) if started.elapsed() < CUT_GIVE_UP => {
                     if !shut && started.elapsed() >= CUT_PATIENCE {
                         let _ = sock.shutdown(std::net::Shutdown::Both);
                         shut = true;
