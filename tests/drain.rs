@@ -208,7 +208,58 @@ fn a_stop_with_nothing_live_exits_and_refuses_newcomers(backend: &str) {
     assert!(refused.is_err(), "a listener outlived the process");
 }
 
+/// Busy keep-alive clients (the next request sent as soon as the answer is
+/// in) lose no request to the drain: a request already on its way when the
+/// drain begins is answered, with `Connection: close`, then a FIN — never a
+/// close that leaves a sent request unanswered. Eight connections, so the
+/// drain meets some of them between two requests.
+fn busy_keep_alive_clients_lose_no_request_to_the_drain(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"file body\n").unwrap();
+    let mut server = servers(backend, &dir, &["--shutdown-timeout", "120"]);
+    let http = server.http();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let mut s = connect(http);
+            std::thread::spawn(move || {
+                let mut answered = 0u32;
+                loop {
+                    s.write_all(b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            other => {
+                                return Err(format!(
+                                    "request {} sent, then {other:?} instead of an answer",
+                                    answered + 1
+                                ));
+                            }
+                        }
+                    }
+                    assert_eq!(read_exact(&mut s, 10), b"file body\n");
+                    answered += 1;
+                    if String::from_utf8_lossy(&head).contains("\r\nConnection: close\r\n") {
+                        assert_eq!(read_to_close(&mut s), b"");
+                        return Ok(answered);
+                    }
+                    assert!(answered < 1_000_000, "the drain never came");
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
+    for c in clients {
+        let answered = c.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+        assert!(answered > 1);
+    }
+    assert_eq!(server.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
 on_both_backends!(
+    busy_keep_alive_clients_lose_no_request_to_the_drain,
     a_second_signal_resets_every_stream,
     a_drain_closes_idle_connections_at_once,
     a_connection_not_yet_answered_is_served_during_the_drain,

@@ -97,6 +97,10 @@ impl Echo {
                 res?;
                 bytes.1 += cut as u64;
                 buf.consume(cut);
+                // The server is stopping: everything sent is echoed; end here.
+                if buf.is_empty() && conn.draining() {
+                    return Ok(());
+                }
             }
             conn.yield_if_needed().await;
         }

@@ -116,6 +116,9 @@ impl Protocol for FileServer {
                     self.send_status(conn, &mut status, format_args!("ERR {reason}"))
                         .await?;
                     buf.consume(len + 1);
+                    if buf.is_empty() && conn.draining() {
+                        return Ok(()); // stopping: nothing more was asked
+                    }
                     continue;
                 }
             };
@@ -151,6 +154,9 @@ impl Protocol for FileServer {
                 return Ok(());
             }
             buf.consume(len + 1);
+            if buf.is_empty() && conn.draining() {
+                return Ok(()); // stopping: nothing more was asked
+            }
             conn.yield_if_needed().await;
         }
     }

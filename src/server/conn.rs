@@ -22,10 +22,12 @@
 //! it".
 //!
 //! During a drain, a connection waiting for its next request with nothing
-//! buffered and nothing arrived (an idle keep-alive, an echo session between
-//! lines) reads as closed by the client: its protocol ends cleanly and the
-//! client gets a FIN at once, instead of holding the drain. A connection
-//! that has not been answered yet waits for its first request as usual.
+//! buffered (an idle keep-alive, an echo session between lines) reads as
+//! closed by the client unless a request arrives within a short grace (a
+//! busy client's next one, already on its way, which is answered): its
+//! protocol ends cleanly and the client gets a FIN, instead of holding the
+//! drain. A connection that has not been answered yet waits for its first
+//! request as usual.
 //! This module never decides what a protocol says.
 
 use std::future::{Future, poll_fn};
@@ -43,6 +45,12 @@ use super::isolate::{self, Ended};
 use super::monitor::ServiceStats;
 use super::proxied::{self, ProxyPolicy};
 use super::signal::{Raised, Signal};
+
+/// How long a connection idle between requests when a drain begins may
+/// still take to send one (which is then answered, and the connection
+/// closed): what a busy client needs to turn an answer into its next
+/// request, far less than any drain.
+const DRAIN_GRACE: Duration = Duration::from_millis(250);
 use crate::access::AccessLog;
 use crate::backend::Socket;
 use crate::fs::{OpenError, RegularFile, Root};
@@ -211,12 +219,17 @@ impl<C: Connection + Socket> Metered<C> {
             // The drain began while it waited; the read is dropped (and
             // cancelled), its buffer with it.
         }
-        let buf = Buf::with_capacity(capacity);
-        if bytes_waiting(self.conn.socket()) {
-            let (res, buf) = self.conn.read(buf).await;
-            return Waited::Read(res, buf);
+        // Draining: a request already on its way (a busy keep-alive client
+        // sends the next as soon as its answer is in) gets a moment to
+        // arrive, and is answered; closing at once would leave it unanswered.
+        self.conn
+            .set_read_deadline(Some(Instant::now() + DRAIN_GRACE));
+        let (res, buf) = self.conn.read(Buf::with_capacity(capacity)).await;
+        self.conn.set_read_deadline(None);
+        match res {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Waited::Drained(buf),
+            res => Waited::Read(res, buf),
         }
-        Waited::Drained(buf)
     }
 
     /// The lingering close (see the module header).
@@ -310,19 +323,6 @@ fn unacknowledged(socket: BorrowedFd<'_>) -> u32 {
     // is valid for that; the descriptor is borrowed, so open.
     let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
     if rc == 0 { queued.max(0) as u32 } else { 0 }
-}
-
-/// Has the client sent bytes not yet read (or closed its side)?
-fn bytes_waiting(socket: BorrowedFd<'_>) -> bool {
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
-    matches!(
-        rustix::net::recv(
-            socket,
-            &mut byte[..],
-            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT
-        ),
-        Ok((_, n)) if n > 0
-    )
 }
 
 impl<C: Socket> Drop for Metered<C> {
