@@ -392,7 +392,8 @@ impl Protocol for HttpServer {
                     } else {
                         Outcome::Invalid
                     });
-                    let started = Instant::now();
+                    // Timed only for the access log.
+                    let started = conn.access_log().map(|_| Instant::now());
                     let sent = self.status_only(conn, &mut out, status).await;
                     log_request(
                         conn,
@@ -414,7 +415,8 @@ impl Protocol for HttpServer {
                         request::too_slow(kind, self.request_timeout)
                     );
                     conn.record(Outcome::Timeout);
-                    let started = Instant::now();
+                    // Timed only for the access log.
+                    let started = conn.access_log().map(|_| Instant::now());
                     let sent = self.status_only(conn, &mut out, 408).await;
                     log_request(
                         conn,
@@ -427,7 +429,8 @@ impl Protocol for HttpServer {
             };
             // A drain's request is answered, then the connection closes.
             let persist = Persist::of(&req, conn.draining());
-            let started = Instant::now();
+            // Timed only for the access log.
+            let started = conn.access_log().map(|_| Instant::now());
             let mut note = (0, 0);
             let answered = self.answer(conn, &req, persist, &mut out, &mut note).await;
             log_request(conn, &buf.filled()[..len], note, started);
@@ -677,8 +680,13 @@ fn status_body(status: u16) -> String {
 /// on): what it asked, as it was sent, and `(status, body bytes)`. The head
 /// is parsed again only here, so that a server without a log keeps no
 /// more of it than it needs.
-fn log_request<C: Connection>(conn: &C, raw: &[u8], (status, bytes): (u16, u64), started: Instant) {
-    let Some(log) = conn.access_log() else {
+fn log_request<C: Connection>(
+    conn: &C,
+    raw: &[u8],
+    (status, bytes): (u16, u64),
+    started: Option<Instant>,
+) {
+    let (Some(log), Some(started)) = (conn.access_log(), started) else {
         return;
     };
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
