@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{IO_TIMEOUT, Ringlet, connect, fetch, pattern, read_exact, read_to_close};
 
 /// The endpoint's per-connection deadline and its cap on open connections
-/// (`src/cmd/metrics/http.rs`: `DEADLINE`, `MAX_CONNS`).
+/// (`src/bin/ringlet/cmd/metrics/http.rs`: `DEADLINE`, `MAX_CONNS`).
 const DEADLINE: Duration = Duration::from_secs(5);
 const CAP: usize = 64;
 
