@@ -79,5 +79,5 @@ pub use placement::allowed_cpus;
 pub use proto::Protocol;
 pub use server::{
     Backend, DEFAULT_SHUTDOWN_TIMEOUT, Monitor, ProxyPolicy, RingFigures, Server, ServerBuilder,
-    ServerError, ServiceFigures, ShardFigures, Snapshot, Stopper, Summary,
+    ServerError, ServiceFigures, ShardFigures, Snapshot, Stopper, Summary, UnknownBackend,
 };

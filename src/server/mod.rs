@@ -76,13 +76,67 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// `uring` / `epoll` / `auto`.
+    /// Every backend, in the order `--help` lists them: `Auto`, `Uring`, `Epoll`.
+    pub const ALL: &'static [Backend] = &[Backend::Auto, Backend::Uring, Backend::Epoll];
+
+    /// `uring` / `epoll` / `auto`: the name on the command line and in figures.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Auto => "auto",
             Backend::Uring => "uring",
             Backend::Epoll => "epoll",
         }
+    }
+
+    /// One line that says what this backend is, for `--help`.
+    pub fn about(self) -> &'static str {
+        match self {
+            Backend::Auto => "io_uring if it works here, else epoll (logging why)",
+            Backend::Uring => {
+                "io_uring: glommio shards, sockets and files on each shard's completion ring"
+            }
+            Backend::Epoll => "epoll (tokio shards, sendfile for files), the baseline",
+        }
+    }
+
+    /// Whether this backend's shards run a completion ring, so that ring
+    /// figures ([`RingFigures`]) mean something. `Auto` has none of its own:
+    /// ask the backend a [`Server`] actually runs ([`Server::backend`]).
+    pub fn has_ring(self) -> bool {
+        match self {
+            Backend::Uring => true,
+            Backend::Auto | Backend::Epoll => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backend name that is none of [`Backend::ALL`]'s; it displays the valid ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend {0:?}: expected one of {names}", names = backend_names())]
+pub struct UnknownBackend(pub String);
+
+/// `auto, uring, epoll`: every [`Backend::name`], for error messages.
+fn backend_names() -> String {
+    let names: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
+    names.join(", ")
+}
+
+impl std::str::FromStr for Backend {
+    type Err = UnknownBackend;
+
+    /// A backend by its [`Backend::name`] (exactly, as the command line spells it).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Backend::ALL
+            .iter()
+            .copied()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| UnknownBackend(s.to_string()))
     }
 }
 
@@ -651,5 +705,28 @@ impl Server {
             return Err(failure);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backend, UnknownBackend};
+
+    #[test]
+    fn backend_names_round_trip() {
+        for &b in Backend::ALL {
+            assert_eq!(b.name().parse::<Backend>(), Ok(b));
+            assert_eq!(b.to_string(), b.name());
+            assert!(!b.about().is_empty());
+        }
+        assert_eq!(Backend::ALL[0], Backend::default());
+        assert!(Backend::Uring.has_ring());
+        assert!(!Backend::Epoll.has_ring());
+        let err = "io_uring".parse::<Backend>().unwrap_err();
+        assert_eq!(err, UnknownBackend("io_uring".into()));
+        assert_eq!(
+            err.to_string(),
+            "unknown backend \"io_uring\": expected one of auto, uring, epoll"
+        );
     }
 }
