@@ -9,7 +9,7 @@
 //!
 //! This module sits below both `server/` and the backends, so that neither
 //! imports the other: the backends implement it, the skeleton drives it,
-//! and only `server/mod.rs`, where the backend is chosen, names them.
+//! and only `server/backends.rs`, where the backend is chosen, names them.
 
 use std::future::Future;
 use std::io;

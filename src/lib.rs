@@ -68,6 +68,10 @@ pub mod proxy;
 pub mod ring;
 #[cfg(not(feature = "internals"))]
 mod ring;
+// Unstable (`internals`): the glommio ringlet runs on, fix included.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub use glommio;
 mod server;
 pub mod systemd;
 mod uring;

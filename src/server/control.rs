@@ -70,7 +70,7 @@ pub(crate) struct ShardSpec<H> {
     /// Every connection's idle and write timeouts.
     pub timeouts: crate::io::Timeouts,
     /// Whether the uring backend sends what the page cache holds by
-    /// `sendfile` (see [`ServerBuilder::cached_sendfile`](super::ServerBuilder::cached_sendfile)).
+    /// `sendfile` (see [`ServerBuilder::cached_sendfile`](crate::ServerBuilder::cached_sendfile)).
     pub cached_sendfile: bool,
     /// How every connection that ended well is closed.
     pub linger: crate::io::Linger,

@@ -2,8 +2,8 @@
 //!
 //! A shard is one thread pinned to one CPU, running its backend's executor.
 //! It beats a heartbeat, adopts its listener for each service and accepts on
-//! it, admits each connection under the shard's one semaphore
-//! (`--max-conns`: live connections per shard, all services together), runs
+//! it, admits each connection under the shard's one [`Admission`]
+//! (`admit.rs`: `--max-conns`, live connections per shard), runs
 //! the protocol in an isolated, tracked task, and waits for the control
 //! byte. On `STOP` it stops accepting (its listeners close, so newcomers are
 //! refused), ends connections idle between requests, and lets the others
@@ -16,14 +16,12 @@
 
 use std::io;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use futures_lite::future;
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use super::admit::Backoff;
+use super::admit::{Admission, Backoff, Permit};
 use super::conn::{self, Handler, Service};
 use super::control::{self, Event, ShardListener, ShardSpec};
 use super::signal::Signal;
@@ -55,7 +53,7 @@ struct Shard<R: Runtime> {
     id: usize,
     rt: Rc<R>,
     /// Live connections admitted, all services together (`--max-conns`).
-    admit: Arc<Semaphore>,
+    admit: Admission,
     /// The live connections, for the drain.
     tracker: TaskTracker,
     /// Raised when the drain begins: connections idle between requests end.
@@ -75,10 +73,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
     let shard = Rc::new(Shard {
         id: spec.id,
         rt: rt.clone(),
-        admit: Arc::new(Semaphore::new(
-            spec.max_conns
-                .map_or(Semaphore::MAX_PERMITS, |n| n.min(Semaphore::MAX_PERMITS)),
-        )),
+        admit: Admission::new(spec.max_conns),
         tracker: TaskTracker::new(),
         draining: Signal::default(),
         cut: Signal::default(),
@@ -183,10 +178,10 @@ async fn accept_loop<R: Runtime>(
     loop {
         let next = async {
             // Wait for room before accepting: connection N+1 waits in the backlog.
-            if shard.admit.available_permits() == 0 {
+            if shard.admit.is_full() {
                 service.stats.cap_waits.add(1);
             }
-            let permit = shard.admit.clone().acquire_owned().await.ok()?;
+            let permit = shard.admit.permit().await?;
             Some((permit, shard.rt.accept(&mut listener).await))
         };
         // Stopping drops the wait, never an accepted connection (see
@@ -234,7 +229,7 @@ fn serve<R: Runtime>(
     conn: R::Conn,
     service: &Service,
     handler: &Handler<R::Conn>,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    permit: Option<Permit>,
 ) {
     debug!(
         "{}: shard {} accepted {}",
