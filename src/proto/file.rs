@@ -18,8 +18,8 @@ use tracing::{debug, info};
 use crate::access::Entry;
 use crate::fs::{DisplayPath, Root};
 use crate::io::{Buf, Connection, Outcome};
-use crate::proto::Protocol;
 use crate::proto::request::{self, MAX_REQUEST, Request};
+use crate::proto::{Protocol, window};
 
 /// The file protocol, serving files beneath one root.
 #[derive(Debug, Clone)]
@@ -29,8 +29,7 @@ pub struct FileServer {
     request_timeout: Duration,
 }
 
-/// How long a request may take to arrive whole, by default.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::proto::DEFAULT_REQUEST_TIMEOUT;
 
 impl FileServer {
     /// Serve files beneath `root`, the article's way (one file, then close).
@@ -134,20 +133,9 @@ impl Protocol for FileServer {
             } else {
                 conn.send_file(file).await
             };
-            let sent = sent.map_err(|e| {
-                done(conn, path, Outcome::Truncated, 0, started);
-                io::Error::new(e.kind(), format!("sending {}: {e}", DisplayPath(path)))
-            })?;
-            if sent < size {
-                done(conn, path, Outcome::Truncated, sent, started);
-                // The promised length cannot be kept: end the stream, send nothing made up.
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "{} shrank while being sent: the stream stopped after {sent} of the {size} bytes promised",
-                        DisplayPath(path)
-                    ),
-                ));
+            if let Err(cut) = window::whole(sent, size, path) {
+                done(conn, path, Outcome::Truncated, cut.sent, started);
+                return Err(cut.error);
             }
             done(conn, path, Outcome::Served, size, started);
             if !self.framed {

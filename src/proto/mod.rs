@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::io;
+use std::time::Duration;
 
 use crate::io::Connection;
 
@@ -13,6 +14,11 @@ pub mod echo;
 pub mod file;
 pub mod http;
 pub mod request;
+mod window;
+
+/// How long a request may take to arrive whole once its first byte came, by
+/// default (the file protocol's path, an HTTP head).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a server says on each connection of one listener.
 ///
