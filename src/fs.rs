@@ -12,18 +12,22 @@
 //! making outside the root directory descriptor.
 //!
 //! The flags and the retry of a raced lookup are defined here once, for the
-//! direct open and for a backend's ring alike ([`open_how`], [`retry_race`]).
+//! direct open and for a backend's ring alike ([`open_how`],
+//! [`open_beneath`], which takes the single attempt).
 //! One test hook: `RINGLET_TEST_COLD_OPEN` set makes the uring backend skip
 //! its cached direct open, so tests reach the ring's `OPENAT2`.
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
@@ -112,14 +116,13 @@ impl Root {
     /// slashes are dropped, so `/tmp/y` means `ROOT/tmp/y`. Never blocks on a
     /// FIFO or device, and refuses everything that is not a regular file.
     pub fn open_file(&self, request: &[u8]) -> Result<RegularFile, OpenError> {
-        let relative = relative_path(request)?;
-        let mut tries = 0;
-        loop {
-            match self.openat2(relative, RESOLVE) {
-                Ok(fd) => return finish_open(fd),
-                Err(e) if retry_race(Some(e.raw_os_error()), &mut tries) => {}
-                Err(e) => return Err(open_error(e)),
-            }
+        let open = open_beneath(request, |relative| {
+            std::future::ready(self.openat2(relative, RESOLVE).map_err(io::Error::from))
+        });
+        // Every attempt is ready at once, so the first poll ends it.
+        match pin!(open).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(opened) => opened,
+            Poll::Pending => unreachable!("a direct open never waits"),
         }
     }
 
@@ -187,7 +190,7 @@ impl Root {
     }
 
     /// The root directory's descriptor, for a backend that opens beneath it
-    /// itself (with [`OPEN_FLAGS`] and [`RESOLVE`], then [`finish_open`]).
+    /// itself (with [`open_how`], by [`open_beneath`]).
     pub(crate) fn dir(&self) -> &Arc<OwnedFd> {
         &self.dir
     }
@@ -213,13 +216,31 @@ pub(crate) fn open_how() -> (u64, u64) {
     (OPEN_FLAGS.bits() as u64, RESOLVE.bits())
 }
 
-/// Whether an `openat2` that failed with `errno` is tried again: a rename
-/// raced with a `..` lookup (the kernel's `EAGAIN`), at most
-/// [`RACE_RETRIES`] times per open. Counts the try in `tries`.
-pub(crate) fn retry_race(errno: Option<i32>, tries: &mut usize) -> bool {
-    let again = errno == Some(rustix::io::Errno::AGAIN.raw_os_error()) && *tries < RACE_RETRIES;
-    *tries += usize::from(again);
-    again
+/// Open `request` beneath a root, `attempt` being one `openat2` of the
+/// relative path with [`OPEN_FLAGS`] and [`RESOLVE`] (made directly, or
+/// through a backend's ring): the one retry policy of every open. An
+/// attempt whose `..` lookup raced with a rename (the kernel's `EAGAIN`) is
+/// made again, at most [`RACE_RETRIES`] times; only a regular file comes
+/// out ([`finish_open`]).
+pub(crate) async fn open_beneath<F, A>(
+    request: &[u8],
+    mut attempt: F,
+) -> Result<RegularFile, OpenError>
+where
+    F: FnMut(&[u8]) -> A,
+    A: Future<Output = io::Result<OwnedFd>>,
+{
+    let relative = relative_path(request)?;
+    let mut tries = 0;
+    loop {
+        match attempt(relative).await {
+            Ok(fd) => return finish_open(fd),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < RACE_RETRIES => {
+                tries += 1;
+            }
+            Err(e) => return Err(open_error_from_io(&e)),
+        }
+    }
 }
 
 /// Test hook, read once per process: when set, the uring backend never
@@ -229,7 +250,7 @@ pub(crate) const COLD_OPEN_ENV: &str = "RINGLET_TEST_COLD_OPEN";
 
 /// The request as a path relative to the root: leading slashes dropped, the
 /// way a URL path resolves. An empty path is refused.
-pub(crate) fn relative_path(request: &[u8]) -> Result<&[u8], OpenError> {
+fn relative_path(request: &[u8]) -> Result<&[u8], OpenError> {
     let relative = strip_leading_slashes(request);
     if relative.is_empty() {
         return Err(OpenError::Empty);
@@ -262,7 +283,7 @@ pub(crate) fn finish_open(fd: OwnedFd) -> Result<RegularFile, OpenError> {
 }
 
 /// What an `openat2` failure means for the client.
-pub(crate) fn open_error_from_io(e: &std::io::Error) -> OpenError {
+fn open_error_from_io(e: &std::io::Error) -> OpenError {
     match e.raw_os_error() {
         Some(errno) => open_error(rustix::io::Errno::from_raw_os_error(errno)),
         None => OpenError::Io(std::io::Error::new(e.kind(), e.to_string())),
@@ -400,5 +421,32 @@ mod tests {
             Err(OpenError::Escapes)
         ));
         assert!(matches!(root.open_file(b"nope"), Err(OpenError::NotFound)));
+    }
+
+    /// The one retry policy: a raced lookup (`EAGAIN`) is tried again, at
+    /// most `RACE_RETRIES` times, then refused as `Raced`.
+    #[test]
+    fn a_raced_open_is_retried_a_bounded_number_of_times() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let open_after = |races: usize| {
+            let mut attempts = 0;
+            let open = open_beneath(b"/f", |relative| {
+                attempts += 1;
+                std::future::ready(if attempts <= races {
+                    Err(io::Error::from_raw_os_error(libc::EAGAIN))
+                } else {
+                    root.openat2(relative, RESOLVE).map_err(io::Error::from)
+                })
+            });
+            let opened = futures_lite::future::block_on(open);
+            (opened, attempts)
+        };
+        let (opened, attempts) = open_after(RACE_RETRIES);
+        assert_eq!((opened.unwrap().size(), attempts), (1, RACE_RETRIES + 1));
+        let (opened, attempts) = open_after(usize::MAX);
+        assert!(matches!(opened, Err(OpenError::Raced)));
+        assert_eq!(attempts, RACE_RETRIES + 1);
     }
 }

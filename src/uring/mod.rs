@@ -29,6 +29,8 @@ use crate::ring::{Ring, SharedFd, driver};
 
 mod conn;
 pub(crate) mod memlock;
+mod socket;
+mod stream;
 
 pub(crate) use conn::RingConn;
 
