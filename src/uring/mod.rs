@@ -3,11 +3,19 @@
 //!
 //! glommio gives each shard its pinned executor, task scheduling and
 //! preemption; the ring does every accept, receive, send, open, read,
-//! splice and timer, completion-based, and the shard sleeps in the ring
-//! (`ring::driver`): nothing here may wait on glommio's own timers or I/O. This module is the shard's half of that
-//! ([`Uring`], the skeleton's [`Runtime`]); `conn.rs` is a connection's
-//! half ([`RingConn`]). It never decides policy (admission, timeouts, close):
-//! that is `server/`'s.
+//! splice and timer, completion-based (the one synchronous write is a file
+//! chunk the page cache holds whole, by `sendfile`: `stream.rs`), and the
+//! shard sleeps in the ring (`ring::driver`): nothing here may wait on
+//! glommio's own timers or I/O. It never decides policy (admission,
+//! timeouts, close): that is `server/`'s. The rooms:
+//!
+//! - this module, the shard's half: [`Uring`], the skeleton's [`Runtime`];
+//! - `conn.rs`, a connection's half: [`RingConn`], the `Connection` impl
+//!   (receives, opening files; the rest it hands on);
+//! - `socket.rs`, writing to a connection's socket under its write timeout,
+//!   and the reset that cuts a stream;
+//! - `stream.rs`, a file window (and a head) on its way to the socket;
+//! - `memlock.rs`, locked-memory sizing.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -197,7 +205,8 @@ impl Runtime for Uring {
         Ok((n? == 1).then(|| buf.filled()[0]))
     }
 
-    /// Receives and sends past their deadline are cancelled here.
+    /// Waits past their deadline end here: receives, sends and polls are
+    /// cancelled, a splice chunk's span is given up (`ring::deadline`).
     fn tick(&self) {
         self.deadlines.sweep(&self.ring, std::time::Instant::now());
     }
