@@ -1,29 +1,22 @@
 //! The article's first program, the line echo server on port 6000, written
 //! with the ringlet library. Run: `cargo run --example echo`, then
 //! `nc 127.0.0.1 6000` and type lines.
+//!
+//! Like Python's `readline`, a last line without a newline is echoed too,
+//! and a line longer than the reader's 4 KiB comes (and goes back) in
+//! pieces: memory stays bounded, and the client gets every byte.
 
-use ringlet::{Buf, Connection, Protocol, Server};
+use ringlet::{Connection, Protocol, Reader, Server};
 
-struct LineEcho;
+pub struct LineEcho;
 
 impl Protocol for LineEcho {
     async fn serve<C: Connection>(&self, conn: &mut C) -> std::io::Result<()> {
         println!("client connected");
-        let mut buf = Buf::with_capacity(4096); // lines up to 4 KiB
-        loop {
-            let (n, b) = conn.read(buf).await;
-            buf = b;
-            if n? == 0 {
-                break;
-            }
-            // Pass through every complete line.
-            while let Some(i) = buf.filled().iter().position(|&c| c == b'\n') {
-                let (done, b) = conn.write_prefix(buf, i + 1).await;
-                buf = b;
-                done?;
-                println!("echoed {}", String::from_utf8_lossy(&buf.filled()[..i]));
-                buf.consume(i + 1);
-            }
+        let mut reader = Reader::with_capacity(4096);
+        while let Some(line) = reader.read_line(conn).await? {
+            conn.write_bytes(line).await?;
+            println!("echoed {}", String::from_utf8_lossy(line).trim_end());
         }
         println!("client disconnected");
         Ok(())

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::buf::Buf;
 use crate::fs::{OpenError, RegularFile, Root};
+use crate::proto::request::Framed;
 
 /// One accepted client connection, as a protocol sees it.
 ///
@@ -53,6 +54,24 @@ pub trait Connection {
     fn write_all(&mut self, buf: Buf) -> impl Future<Output = (io::Result<()>, Buf)> {
         let len = buf.len();
         self.write_prefix(buf, len)
+    }
+
+    /// Send all of `data` (a line a [`Reader`] returned, a formatted
+    /// answer): copied into buffers of at most 64 KiB, one at a time, so
+    /// the memory it takes is bounded however long `data` is. Where the
+    /// bytes are already in a [`Buf`], [`Connection::write_all`] sends
+    /// them without the copy.
+    fn write_bytes(&mut self, data: &[u8]) -> impl Future<Output = io::Result<()>> {
+        async move {
+            for piece in data.chunks(WRITE_PIECE) {
+                // A handful of sizes (4 KiB to 64 KiB), so that the
+                // buffers come back from the thread's pool.
+                let mut buf = Buf::with_capacity(piece.len().next_power_of_two().max(4096));
+                buf.extend_from_slice(piece);
+                self.write_all(buf).await.0?;
+            }
+            Ok(())
+        }
     }
 
     /// Open the file `request` names beneath `root` (see [`Root::open_file`]).
@@ -330,4 +349,467 @@ pub(crate) fn full_buffer_error() -> io::Error {
         io::ErrorKind::InvalidInput,
         "read into a full buffer (consume some bytes first)",
     )
+}
+
+/// The most bytes [`Connection::write_bytes`] copies into one buffer.
+const WRITE_PIECE: usize = 64 * 1024;
+
+/// Buffered reading on a [`Connection`]: lines, delimited records and
+/// exact counts, so that a handler reads like the article's
+/// (`x = reader.readline()`), with no buffer to thread through by hand.
+///
+/// A `Reader` owns one [`Buf`] of the capacity it is made with, and that is
+/// all the memory it ever holds: a line longer than the capacity comes in
+/// pieces ([`Reader::read_line`]) or is refused ([`Reader::read_record`]),
+/// never held whole. Bytes that arrive after the item returned stay
+/// buffered for the next call. What a call returns borrows the reader
+/// until the next call, not the connection, so it can be written straight
+/// back with [`Connection::write_bytes`]:
+///
+/// ```no_run
+/// # use ringlet::{Connection, Reader};
+/// # async fn echo<C: Connection>(conn: &mut C) -> std::io::Result<()> {
+/// let mut reader = Reader::with_capacity(4096);
+/// while let Some(line) = reader.read_line(conn).await? {
+///     conn.write_bytes(line).await?;
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// Every method is built on the one framing loop,
+/// [`proto::request::read_framed`](crate::proto::request::read_framed): the
+/// idle timeout bounds each read, and [`Reader::request_timeout`] bounds a
+/// whole item once its first byte is in. A future dropped before it is
+/// done (its connection cut) loses the bytes it had buffered.
+#[derive(Debug)]
+pub struct Reader {
+    buf: Buf,
+    capacity: usize,
+    /// Where the bytes not yet returned begin in `buf`.
+    start: usize,
+    /// The length of the item last returned (at `start`), dropped on the
+    /// next call.
+    taken: usize,
+    /// The client closed its side: nothing more will come.
+    eof: bool,
+    request_timeout: Option<Duration>,
+}
+
+/// Why [`Reader::read_record`] returned no record.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// No delimiter within the reader's capacity: the record is longer
+    /// than the protocol allows. The bytes stay in [`Reader::buffered`]
+    /// (for a log line) until the next call.
+    #[error("no '{}' within {limit} bytes", .delim.escape_ascii())]
+    TooLong {
+        /// The delimiter looked for.
+        delim: u8,
+        /// The reader's capacity, the most a record may take.
+        limit: usize,
+    },
+    /// The client closed in the middle of a record, after this many bytes
+    /// of it. They stay in [`Reader::buffered`].
+    #[error("the client closed after {0} bytes, before the record's end")]
+    Truncated(usize),
+    /// The record began but did not arrive whole in time: by
+    /// [`Reader::request_timeout`] (`Deadline`) or the idle timeout.
+    #[error("the request did not arrive in time: {0}")]
+    TooSlow(TimeoutKind),
+    /// The connection failed (or stayed idle before a record began).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// For `?` in a protocol's `serve`: `TooLong` is `InvalidData`, `Truncated`
+/// `UnexpectedEof`, `TooSlow` `TimedOut` with its [`TimeoutKind`] (so the
+/// server ends an idle connection with a FIN, as for a read), and `Io` the
+/// error itself.
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> io::Error {
+        match e {
+            ReadError::Io(e) => e,
+            ReadError::TooSlow(kind) => kind.into(),
+            e @ ReadError::TooLong { .. } => io::Error::new(io::ErrorKind::InvalidData, e),
+            e @ ReadError::Truncated(_) => io::Error::new(io::ErrorKind::UnexpectedEof, e),
+        }
+    }
+}
+
+impl Reader {
+    /// A reader holding at most `capacity` bytes: the longest line it
+    /// returns whole, the longest record it accepts. No memory is taken
+    /// until bytes arrive.
+    ///
+    /// # Panics
+    /// If `capacity` is zero.
+    pub fn with_capacity(capacity: usize) -> Reader {
+        assert!(capacity > 0, "a reader must hold at least one byte");
+        Reader {
+            buf: Buf::with_capacity(capacity),
+            capacity,
+            start: 0,
+            taken: 0,
+            eof: false,
+            request_timeout: None,
+        }
+    }
+
+    /// Once the first byte of an item (a line, a record, an exact count)
+    /// is in, the whole of it must arrive within `limit`, however slowly
+    /// it is dripped; without this, only the idle timeout bounds each read.
+    pub fn request_timeout(mut self, limit: Duration) -> Reader {
+        self.request_timeout = Some(limit);
+        self
+    }
+
+    /// The most bytes this reader holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The bytes received and not returned yet (after a [`ReadError`], the
+    /// ones it is about).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf.filled()[self.start + self.taken..]
+    }
+
+    /// Python's `readline`: the next line with its `\n`; the last one
+    /// without, if the client closed after it; `None` once the client has
+    /// closed and every byte was returned. A line longer than the capacity
+    /// comes in pieces of exactly the capacity, then its rest: never an
+    /// error, never a reset, and the memory stays bounded.
+    pub async fn read_line<C: Connection>(&mut self, conn: &mut C) -> io::Result<Option<&[u8]>> {
+        self.read_until(conn, b'\n').await
+    }
+
+    /// As [`Reader::read_line`], with `delim` ending a line.
+    pub async fn read_until<C: Connection>(
+        &mut self,
+        conn: &mut C,
+        delim: u8,
+    ) -> io::Result<Option<&[u8]>> {
+        let mut scanned = 0;
+        let framed = self
+            .fill(conn, |bytes, full| {
+                let found = memchr::memchr(delim, &bytes[scanned..]).map(|i| scanned + i + 1);
+                scanned = bytes.len();
+                found.or(full.then_some(bytes.len()))
+            })
+            .await;
+        let len = match framed? {
+            Framed::Done(len) => len,
+            Framed::Truncated => self.buf.len() - self.start,
+            Framed::Closed => return Ok(None),
+            Framed::TooSlow(kind) => return Err(kind.into()),
+        };
+        Ok(Some(self.take(len)))
+    }
+
+    /// A record ending in `delim`, returned without it: the strict form,
+    /// for a protocol that bounds its requests (the file protocol's path,
+    /// up to a NUL). `Ok(None)`: the client closed before a byte of it (a
+    /// clean end). A record longer than the capacity is
+    /// [`ReadError::TooLong`]; one the client closed in the middle of,
+    /// [`ReadError::Truncated`]; one too slow, [`ReadError::TooSlow`].
+    pub async fn read_record<C: Connection>(
+        &mut self,
+        conn: &mut C,
+        delim: u8,
+    ) -> Result<Option<&[u8]>, ReadError> {
+        let mut scanned = 0;
+        let framed = self
+            .fill(conn, |bytes, full| {
+                let found = memchr::memchr(delim, &bytes[scanned..]).map(|i| Some(scanned + i));
+                scanned = bytes.len();
+                found.or(full.then_some(None))
+            })
+            .await?;
+        match framed {
+            Framed::Done(Some(len)) => Ok(Some(&self.take(len + 1)[..len])),
+            Framed::Done(None) => Err(ReadError::TooLong {
+                delim,
+                limit: self.capacity,
+            }),
+            Framed::Truncated => Err(ReadError::Truncated(self.buf.len() - self.start)),
+            Framed::Closed => Ok(None),
+            Framed::TooSlow(kind) => Err(ReadError::TooSlow(kind)),
+        }
+    }
+
+    /// Exactly `n` bytes (a length-prefixed body, a fixed header). Fails
+    /// with `UnexpectedEof` if the client closes first (the bytes that came
+    /// stay in [`Reader::buffered`]), and with `InvalidInput` if `n` is
+    /// more than the capacity.
+    pub async fn read_exact<C: Connection>(&mut self, conn: &mut C, n: usize) -> io::Result<&[u8]> {
+        if n > self.capacity {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("read_exact({n}) on a reader of {} bytes", self.capacity),
+            ));
+        }
+        let framed = self
+            .fill(conn, |bytes, _| (bytes.len() >= n).then_some(()))
+            .await?;
+        match framed {
+            Framed::Done(()) => Ok(self.take(n)),
+            Framed::Closed | Framed::Truncated => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the client closed after {} of {n} bytes",
+                    self.buf.len() - self.start
+                ),
+            )),
+            Framed::TooSlow(kind) => Err(kind.into()),
+        }
+    }
+
+    /// Drop the item last returned, then read until `parse` (given the
+    /// bytes not returned yet, and whether the buffer is full) decides.
+    async fn fill<C: Connection, R>(
+        &mut self,
+        conn: &mut C,
+        mut parse: impl FnMut(&[u8], bool) -> Option<R>,
+    ) -> io::Result<Framed<R>> {
+        if self.buf.capacity() != self.capacity {
+            // A read was dropped halfway, with the buffer it held.
+            self.buf = Buf::with_capacity(self.capacity);
+            (self.start, self.taken) = (0, 0);
+        }
+        self.start += self.taken;
+        self.taken = 0;
+        let rest = &self.buf.filled()[self.start..];
+        if let Some(done) = parse(rest, self.start == 0 && self.buf.is_full()) {
+            return Ok(Framed::Done(done));
+        }
+        // Make room: the rest moves to the front, once per read.
+        self.buf.consume(self.start);
+        self.start = 0;
+        if self.eof {
+            return Ok(if self.buf.is_empty() {
+                Framed::Closed
+            } else {
+                Framed::Truncated
+            });
+        }
+        let buf = std::mem::replace(&mut self.buf, Buf::with_capacity(0));
+        let (res, buf) =
+            crate::proto::request::read_framed(conn, buf, self.request_timeout, parse).await;
+        self.buf = buf;
+        if let Ok(Framed::Closed | Framed::Truncated) = res {
+            self.eof = true;
+        }
+        res
+    }
+
+    /// Return the first `len` bytes not returned yet, and drop them on the
+    /// next call.
+    fn take(&mut self, len: usize) -> &[u8] {
+        self.taken = len;
+        &self.buf.filled()[self.start..self.start + len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use futures_lite::future::block_on;
+
+    use super::*;
+
+    /// A connection that hands out `reads` in order (each as far as the
+    /// buffer has room), then end of file; and keeps what is written.
+    #[derive(Default)]
+    struct Script {
+        reads: VecDeque<io::Result<Vec<u8>>>,
+        written: Vec<u8>,
+        deadlines: Vec<Option<Instant>>,
+        /// Reads into a full buffer (the error a real one gives).
+        full_reads: usize,
+    }
+
+    impl Script {
+        fn new(chunks: &[&[u8]]) -> Script {
+            Script {
+                reads: chunks.iter().map(|c| Ok(c.to_vec())).collect(),
+                ..Script::default()
+            }
+        }
+    }
+
+    impl Connection for Script {
+        fn peer(&self) -> SocketAddr {
+            "127.0.0.1:1".parse().unwrap()
+        }
+
+        async fn read(&mut self, mut buf: Buf) -> (io::Result<usize>, Buf) {
+            if buf.is_full() {
+                self.full_reads += 1;
+                return (Err(full_buffer_error()), buf);
+            }
+            match self.reads.pop_front() {
+                None => (Ok(0), buf),
+                Some(Err(e)) => (Err(e), buf),
+                Some(Ok(mut chunk)) => {
+                    let n = buf.extend_from_slice(&chunk);
+                    if n < chunk.len() {
+                        self.reads.push_front(Ok(chunk.split_off(n)));
+                    }
+                    (Ok(n), buf)
+                }
+            }
+        }
+
+        fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+            self.deadlines.push(deadline);
+        }
+
+        async fn write_prefix(&mut self, buf: Buf, len: usize) -> (io::Result<()>, Buf) {
+            self.written.extend_from_slice(&buf.filled()[..len]);
+            (Ok(()), buf)
+        }
+
+        async fn send_file(&mut self, _: RegularFile) -> io::Result<u64> {
+            unreachable!("no files here")
+        }
+
+        async fn yield_if_needed(&mut self) {}
+    }
+
+    /// Every line `read_line` returns until it says the client closed.
+    fn lines(reader: &mut Reader, conn: &mut Script) -> Vec<Vec<u8>> {
+        block_on(async {
+            let mut out = Vec::new();
+            while let Some(line) = reader.read_line(conn).await.unwrap() {
+                out.push(line.to_vec());
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn lines_come_whole_however_they_are_cut() {
+        let mut conn = Script::new(&[b"foo\nba", b"r\n", b"\nqux\nlast"]);
+        let got = lines(&mut Reader::with_capacity(64), &mut conn);
+        let want: Vec<&[u8]> = vec![b"foo\n", b"bar\n", b"\n", b"qux\n", b"last"];
+        assert_eq!(got, want, "the last line, without its newline, comes too");
+        assert_eq!(conn.full_reads, 0);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_capacity_comes_in_pieces_of_the_capacity() {
+        let long = vec![b'x'; 10];
+        let mut conn = Script::new(&[&long, b"\nnext\n"]);
+        let got = lines(&mut Reader::with_capacity(4), &mut conn);
+        let want: Vec<&[u8]> = vec![b"xxxx", b"xxxx", b"xx\n", b"next", b"\n"];
+        assert_eq!(got, want);
+        assert_eq!(conn.full_reads, 0, "never a read into a full buffer");
+    }
+
+    #[test]
+    fn leftover_bytes_stay_for_the_next_call() {
+        let mut conn = Script::new(&[b"a\nbb\0rest"]);
+        let mut reader = Reader::with_capacity(16);
+        block_on(async {
+            assert_eq!(
+                reader.read_line(&mut conn).await.unwrap(),
+                Some(&b"a\n"[..])
+            );
+            assert_eq!(reader.buffered(), b"bb\0rest");
+            let rec = reader.read_record(&mut conn, 0).await.unwrap();
+            assert_eq!(rec, Some(&b"bb"[..]));
+            assert_eq!(reader.read_exact(&mut conn, 4).await.unwrap(), b"rest");
+            assert_eq!(reader.read_line(&mut conn).await.unwrap(), None);
+            assert_eq!(
+                reader.read_line(&mut conn).await.unwrap(),
+                None,
+                "and stays closed"
+            );
+        });
+    }
+
+    #[test]
+    fn a_strict_record_longer_than_the_capacity_is_too_long() {
+        let mut conn = Script::new(&[b"/a/very/long/path"]);
+        let mut reader = Reader::with_capacity(8);
+        let err = block_on(reader.read_record(&mut conn, 0)).unwrap_err();
+        assert!(
+            matches!(err, ReadError::TooLong { delim: 0, limit: 8 }),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "no '\\x00' within 8 bytes");
+        assert_eq!(reader.buffered(), b"/a/very/");
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::InvalidData);
+        assert_eq!(conn.full_reads, 0);
+    }
+
+    #[test]
+    fn a_strict_record_cut_by_the_close_is_truncated_and_none_before_it_begins() {
+        let mut reader = Reader::with_capacity(8);
+        let mut conn = Script::new(&[b"/tm"]);
+        let err = block_on(reader.read_record(&mut conn, 0)).unwrap_err();
+        assert!(matches!(err, ReadError::Truncated(3)), "{err:?}");
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::UnexpectedEof);
+        let mut reader = Reader::with_capacity(8);
+        let mut quiet = Script::new(&[]);
+        assert!(matches!(
+            block_on(reader.read_record(&mut quiet, 0)),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn read_exact_fails_with_unexpected_eof_when_short_and_refuses_more_than_fits() {
+        let mut reader = Reader::with_capacity(8);
+        let mut conn = Script::new(&[b"ab", b"c"]);
+        let err = block_on(reader.read_exact(&mut conn, 4)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        assert_eq!(reader.buffered(), b"abc");
+        let err = block_on(reader.read_exact(&mut conn, 9)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        let mut conn = Script::new(&[b"ab", b"cd", b"ef"]);
+        let mut reader = Reader::with_capacity(4);
+        assert_eq!(block_on(reader.read_exact(&mut conn, 3)).unwrap(), b"abc");
+        assert_eq!(block_on(reader.read_exact(&mut conn, 3)).unwrap(), b"def");
+        assert_eq!(block_on(reader.read_exact(&mut conn, 0)).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_request_timeout_bounds_an_item_once_begun_and_keeps_its_kind() {
+        let mut conn = Script::new(&[b"/slow"]);
+        conn.reads.push_back(Err(TimeoutKind::Deadline.into()));
+        let mut reader = Reader::with_capacity(64).request_timeout(Duration::from_secs(5));
+        let err = block_on(reader.read_record(&mut conn, 0)).unwrap_err();
+        assert!(
+            matches!(err, ReadError::TooSlow(TimeoutKind::Deadline)),
+            "{err:?}"
+        );
+        assert!(
+            matches!(conn.deadlines[..], [Some(_), None]),
+            "set once the first byte was in, cleared after: {:?}",
+            conn.deadlines
+        );
+        let e = io::Error::from(err);
+        assert_eq!(timeout_kind(&e), Some(TimeoutKind::Deadline));
+
+        // Idle before a line begins: the read's own error, kind kept (the
+        // server ends such a connection with a FIN).
+        let idle = TimeoutKind::Idle(Duration::from_secs(60));
+        let mut conn = Script::default();
+        conn.reads.push_back(Err(idle.into()));
+        let mut reader = Reader::with_capacity(64);
+        let e = block_on(reader.read_line(&mut conn)).unwrap_err();
+        assert_eq!(timeout_kind(&e), Some(idle));
+        assert!(conn.deadlines.is_empty(), "no request timeout: no deadline");
+    }
+
+    #[test]
+    fn write_bytes_sends_everything_in_bounded_pieces() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut conn = Script::default();
+        block_on(conn.write_bytes(&data)).unwrap();
+        assert_eq!(conn.written, data);
+    }
 }

@@ -78,7 +78,7 @@ mod uring;
 
 pub use buf::Buf;
 pub use fs::{DisplayPath, OpenError, RegularFile, Root};
-pub use io::{Connection, Linger, Outcome, TimeoutKind, Timeouts, timeout_kind};
+pub use io::{Connection, Linger, Outcome, ReadError, Reader, TimeoutKind, Timeouts, timeout_kind};
 pub use placement::allowed_cpus;
 pub use proto::Protocol;
 pub use server::{

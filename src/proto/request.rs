@@ -86,8 +86,23 @@ pub fn too_slow(kind: TimeoutKind, request_timeout: Duration) -> String {
 /// request's first byte is in, the rest must come within `limit`.
 pub async fn read_until<C: Connection, R>(
     conn: &mut C,
-    mut buf: Buf,
+    buf: Buf,
     limit: Duration,
+    parse: impl FnMut(&[u8], bool) -> Option<R>,
+) -> (io::Result<Framed<R>>, Buf) {
+    read_framed(conn, buf, Some(limit), parse).await
+}
+
+/// As [`read_until`], with the request limit optional: `None` bounds only
+/// each read (by the server's idle timeout), not the whole request. Either
+/// way, a read that times out once the request has begun ends as
+/// [`Framed::TooSlow`]; before its first byte, as the read's error. This
+/// is the one framing loop: [`Reader`](crate::Reader)'s lines, records and
+/// exact reads are built on it.
+pub async fn read_framed<C: Connection, R>(
+    conn: &mut C,
+    mut buf: Buf,
+    limit: Option<Duration>,
     mut parse: impl FnMut(&[u8], bool) -> Option<R>,
 ) -> (io::Result<Framed<R>>, Buf) {
     let mut deadline = None;
@@ -95,7 +110,9 @@ pub async fn read_until<C: Connection, R>(
         if let Some(req) = parse(buf.filled(), buf.is_full()) {
             break Ok(Framed::Done(req));
         }
-        if deadline.is_none() && !buf.is_empty() {
+        // Reads only append, so once begun a request stays begun.
+        let begun = !buf.is_empty();
+        if let (None, Some(limit), true) = (deadline, limit, begun) {
             let at = Instant::now() + limit;
             conn.set_read_deadline(Some(at));
             deadline = Some(at);
@@ -103,7 +120,7 @@ pub async fn read_until<C: Connection, R>(
         let (res, b) = conn.read(buf).await;
         buf = b;
         match res {
-            Err(e) if e.kind() == io::ErrorKind::TimedOut && deadline.is_some() => {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && begun => {
                 break Ok(Framed::TooSlow(
                     timeout_kind(&e).unwrap_or(TimeoutKind::Deadline),
                 ));
