@@ -6,7 +6,7 @@
 //! `name`, `about` and `has_ring`), one [`Handlers`] field, and one arm in
 //! [`start`]; plus its folder implementing `crate::backend::Runtime`.
 //! `auto`'s choice lives here too ([`resolve`]): uring when
-//! [`probe`](crate::probe) says io_uring works, else epoll, saying why.
+//! [`probe`] says io_uring works, else epoll, saying why.
 
 use std::io;
 use std::sync::Arc;
