@@ -164,7 +164,9 @@ impl<'c> FileStream<'c> {
     /// of the file sent, 0 once the window is done (or the file shrank).
     async fn step(&mut self) -> io::Result<u64> {
         let left = self.end - self.at;
-        if left == 0 {
+        // A head still to go leaves even in front of an empty window.
+        let head = matches!(&self.route, Route::ReadSend(buf) if !buf.is_empty());
+        if left == 0 && !head {
             return Ok(0);
         }
         self.choose();
