@@ -1,12 +1,17 @@
 //! The command line: what `ringlet` accepts, with the help a user reads.
 //!
-//! Definitions only (clap derive); `main.rs` acts on them. Defaults here are
-//! the article's: echo on 6000, files on 6001, the current directory served.
+//! Definitions (clap derive), and `serve`'s command put together from a
+//! protocol table ([`program`]): each protocol's flags are defined with it,
+//! in `protocols/`. `main.rs` acts on them. Nothing here runs anything.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, FromArgMatches as _, Parser, Subcommand, ValueEnum};
+
+use crate::listen::{self, Listen};
+use crate::protocols::{Common, Entry, Services};
 
 /// `ringlet --version`: the package's version and the commit it was built
 /// from (build.rs asks git; `unknown` outside a checkout).
@@ -61,7 +66,7 @@ pub enum Command {
     /// SO_REUSEPORT listener per service) runs on each CPU the process may use.
     /// A failing or panicking connection ends alone; if a whole shard dies the
     /// process exits with status 1 so a supervisor restarts it.
-    Serve(Serve),
+    Serve(ServeHead),
 
     /// Say whether the io_uring backend can run here, and if not, why not.
     ///
@@ -73,7 +78,7 @@ pub enum Command {
 
     /// Load generator: drive an echo or file server and verify every byte.
     #[command(subcommand)]
-    Bench(Bench),
+    Bench(Box<Bench>),
 }
 
 /// The whole command line: [`Cli`] and the hidden `ringlet docs DIR`, which
@@ -81,13 +86,72 @@ pub enum Command {
 /// (DIR/completions) generated from [`Cli`], for packagers
 /// (scripts/package.sh). It is added here, outside [`Cli`], so that neither
 /// the pages nor the completions it writes mention it.
-pub fn command() -> clap::Command {
-    use clap::CommandFactory as _;
-    Cli::command().subcommand(Docs::augment_args(
+pub fn command(protocols: &[Entry]) -> clap::Command {
+    program(protocols).subcommand(Docs::augment_args(
         clap::Command::new("docs")
             .hide(true)
             .about("Write the man pages and shell completions (for packagers)"),
     ))
+}
+
+/// [`Cli`] with `serve`'s options: those of every protocol in `protocols`,
+/// each defined with its entry, and the server's.
+pub fn program(protocols: &[Entry]) -> clap::Command {
+    use clap::CommandFactory as _;
+    in_place(Cli::command(), "serve", |mut serve| {
+        // An options struct's doc comment would become the command's about.
+        let about = serve.get_about().cloned();
+        let long_about = serve.get_long_about().cloned();
+        for p in protocols {
+            serve = serve.arg(p.listen_arg());
+        }
+        serve = Shared::augment_args(serve);
+        for p in protocols {
+            serve = p.add_options(serve);
+        }
+        serve = Serve::augment_args(serve);
+        if let Some(about) = about {
+            serve = serve.about(about);
+        }
+        if let Some(long_about) = long_about {
+            serve = serve.long_about(long_about);
+        }
+        serve
+    })
+}
+
+/// `cmd` with its subcommand `name` changed by `f`, kept in its place (the
+/// completions list subcommands in order; `mut_subcommand` moves it last).
+fn in_place(
+    cmd: clap::Command,
+    name: &str,
+    f: impl FnOnce(clap::Command) -> clap::Command,
+) -> clap::Command {
+    let after: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .skip_while(|n| n != name)
+        .skip(1)
+        .collect();
+    let cmd = cmd.mut_subcommand(name, f);
+    after
+        .iter()
+        .fold(cmd, |cmd, n| cmd.mut_subcommand(n, |s| s))
+}
+
+/// `serve`'s matches read: the server's options, and every protocol in
+/// `protocols` with its flags.
+pub fn serve_options(
+    protocols: &[Entry],
+    m: &clap::ArgMatches,
+) -> Result<(Serve, Services), clap::Error> {
+    let serve = Serve::from_arg_matches(m)?;
+    let common = Common {
+        root: Shared::from_arg_matches(m)?.root,
+        request_timeout: Duration::from_secs_f64(serve.request_timeout),
+    };
+    let services = Services::configure(protocols, common, m)?;
+    Ok((serve, services))
 }
 
 /// `ringlet docs` options.
@@ -267,48 +331,27 @@ pub struct BenchReport {
     pub chart: Option<PathBuf>,
 }
 
-/// `ringlet serve` options. A flag given twice takes its last value.
+/// `ringlet serve`, as the derived [`Command`] sees it: no options of its
+/// own. [`program`] adds them, in `--help`'s order: every protocol's
+/// address, [`Shared`], every protocol's own flags, then [`Serve`]. A flag
+/// given twice takes its last value.
 #[derive(Debug, Args)]
 #[command(args_override_self = true)]
-pub struct Serve {
-    /// Where the echo server listens, or `off`.
-    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:6000", value_parser = parse_listen)]
-    pub echo: Listen,
+pub struct ServeHead {}
 
-    /// Where the file server listens, or `off`.
-    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:6001", value_parser = parse_listen)]
-    pub file: Listen,
-
-    /// Where the HTTP/1.1 static file server listens (GET and HEAD of the
-    /// files beneath --root: keep-alive, ranges, conditional requests,
-    /// index.html for a directory), or `off`.
-    #[arg(long, value_name = "ADDR|off", default_value = "off", value_parser = parse_listen)]
-    pub http: Listen,
-
+/// `ringlet serve`'s options the protocols share.
+#[derive(Debug, Args)]
+pub struct Shared {
     /// Directory the file and HTTP servers serve. Request paths resolve beneath it as
     /// URL paths do (`/tmp/y` means ROOT/tmp/y); nothing outside it is ever
     /// opened. `--root /` serves the whole filesystem, as the article did.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub root: PathBuf,
+}
 
-    /// `line`: write back each complete line when its newline arrives.
-    /// `raw`: write back whatever arrives, as it arrives.
-    #[arg(long, value_name = "MODE", default_value = "line")]
-    pub echo_mode: EchoModeArg,
-
-    /// Echo buffer per connection, in bytes. Memory per echo connection is
-    /// bounded by it: a longer line is echoed in pieces, never held whole.
-    #[arg(long, value_name = "BYTES", default_value_t = ringlet::proto::echo::DEFAULT_BUFFER as u64,
-          value_parser = clap::value_parser!(u64).range(1..=(64 << 20)))]
-    pub echo_buffer: u64,
-
-    /// Framed file protocol for programs: the server answers `OK <size>\n`
-    /// and the bytes, or `ERR <reason>\n`, and keeps the connection open for
-    /// the next request. Without it, the article's protocol: the file then
-    /// close, or close with nothing sent when the request is refused.
-    #[arg(long)]
-    pub file_header: bool,
-
+/// `ringlet serve`'s options for the server as a whole.
+#[derive(Debug, Args)]
+pub struct Serve {
     /// On SIGTERM/SIGINT, stop accepting, close the connections idle between
     /// requests (a FIN; HTTP answers in progress say `Connection: close`),
     /// and give the others this many seconds to finish (a file stream in
@@ -427,7 +470,7 @@ pub struct Serve {
     /// timeouts, ring activity) for Prometheus at http://ADDR/metrics, or
     /// `off`. Answered by a thread of its own, never by a shard. Keep it on
     /// an address only your monitoring can reach.
-    #[arg(long, value_name = "ADDR|off", default_value = "off", value_parser = parse_listen)]
+    #[arg(long, value_name = "ADDR|off", default_value = "off", value_parser = listen::parse)]
     pub metrics: Listen,
 }
 
@@ -452,31 +495,6 @@ fn on_off(s: &str) -> Result<bool, String> {
         "off" => Ok(false),
         _ => Err(format!("{s:?}: expected on or off")),
     }
-}
-
-/// A listen address, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listen {
-    On(SocketAddr),
-    Off,
-}
-
-fn parse_listen(s: &str) -> Result<Listen, String> {
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(Listen::Off);
-    }
-    s.parse().map(Listen::On).map_err(|_| {
-        "expected IP:PORT (e.g. 127.0.0.1:6000 or [::1]:6000, port 0 for any) or `off`".to_string()
-    })
-}
-
-/// `--echo-mode` values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum EchoModeArg {
-    /// Each complete line as soon as its newline arrives.
-    Line,
-    /// Whatever arrives, as it arrives.
-    Raw,
 }
 
 /// `--backend` values.

@@ -9,22 +9,31 @@ use tracing::error;
 mod bench;
 mod cli;
 mod cmd;
+mod listen;
+mod protocols;
 
 use cli::{Cli, Command};
+use protocols::PROTOCOLS;
 
 fn main() -> ExitCode {
-    let matches = cli::command().get_matches();
+    let matches = cli::command(PROTOCOLS).get_matches();
     if let Some(("docs", m)) = matches.subcommand() {
         let docs = cli::Docs::from_arg_matches(m).unwrap_or_else(|e| e.exit());
         cmd::logging::init(cli::LogFormat::Text);
-        return exit(cmd::docs::docs(&docs.dir));
+        return exit(cmd::docs::docs(&docs.dir, PROTOCOLS));
     }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     cmd::logging::init(cli.log_format);
     let result = match cli.command {
-        Command::Serve(args) => cmd::serve::serve(args),
+        Command::Serve(_) => {
+            let m = matches
+                .subcommand_matches("serve")
+                .expect("the serve command");
+            let (args, services) = cli::serve_options(PROTOCOLS, m).unwrap_or_else(|e| e.exit());
+            cmd::serve::serve(args, services)
+        }
         Command::Probe => return cmd::probe(),
-        Command::Bench(b) => cmd::bench::bench(b),
+        Command::Bench(b) => cmd::bench::bench(*b),
     };
     exit(result)
 }

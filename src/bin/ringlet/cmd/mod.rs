@@ -4,7 +4,6 @@ pub mod bench;
 pub mod docs;
 pub mod logging;
 pub mod metrics;
-pub mod registry;
 pub mod serve;
 pub mod upgrade;
 

@@ -18,14 +18,15 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 use tracing::{info, warn};
 
-use super::registry::{self, On};
 use super::upgrade::{self, Plan};
-use crate::cli::{Listen, Serve};
+use crate::cli::Serve;
+use crate::listen::Listen;
+use crate::protocols::Services;
 
 /// The name the metrics socket goes by when it is handed over.
 const METRICS: &str = "metrics";
 
-pub fn serve(args: Serve) -> anyhow::Result<()> {
+pub fn serve(args: Serve, services: Services) -> anyhow::Result<()> {
     // Signals are caught before the shards start, so none is lost in between.
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1]).context("installing signal handlers")?;
@@ -64,7 +65,7 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
         builder = builder.access_log(log.clone());
     }
 
-    let mut names = registry::names();
+    let mut names = services.names();
     names.push(METRICS);
     let inherited = systemd::inherited_sockets(&names).map_err(anyhow::Error::msg)?;
     let activated = !inherited.is_empty();
@@ -76,15 +77,10 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
                 metrics_socket = listeners.into_iter().next();
                 continue;
             }
-            let entry = registry::entry(&name).expect("assigned from the registry's names");
-            builder = (entry.add)(builder, &args, On::Sockets(listeners))?;
+            builder = services.add_on(builder, &name, listeners)?;
         }
     } else {
-        for entry in registry::PROTOCOLS {
-            if let Listen::On(addr) = (entry.listen)(&args) {
-                builder = (entry.add)(builder, &args, On::Addr(addr))?;
-            }
-        }
+        builder = services.add_bound(builder)?;
     }
 
     if !args.proxy_protocol.is_empty() {
@@ -98,7 +94,7 @@ pub fn serve(args: Serve) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--proxy-protocol: {e} (is it on?)"))?;
     }
     let server = builder.start()?;
-    log_ready(&server, &args, activated, generation);
+    log_ready(&server, &args, &services, activated, generation);
     let metrics = match (metrics_socket, args.metrics) {
         (Some(listener), _) => Some(listener),
         (None, Listen::On(addr)) => Some(
@@ -305,7 +301,7 @@ impl SignalThread {
     }
 }
 
-fn log_ready(server: &Server, args: &Serve, activated: bool, generation: u64) {
+fn log_ready(server: &Server, args: &Serve, services: &Services, activated: bool, generation: u64) {
     let shards = match server.cpus().len() {
         1 => "1 shard".to_string(),
         n => format!("{n} shards"),
@@ -321,18 +317,18 @@ fn log_ready(server: &Server, args: &Serve, activated: bool, generation: u64) {
             (true, g) => format!(", sockets from generation {} (upgrade)", g - 1),
         }
     );
-    for entry in registry::PROTOCOLS {
-        if let Some(addr) = server.local_addr(entry.name) {
+    for service in services.iter() {
+        if let Some(addr) = server.local_addr(service.name()) {
             info!(
                 "{} listening on {addr} ({common}, {})",
-                entry.name,
-                (entry.describe)(args)
+                service.name(),
+                service.describe(&services.common)
             );
         }
     }
-    let serves_files = ["file", "http"]
+    let serves_files = services
         .iter()
-        .any(|name| server.local_addr(name).is_some());
+        .any(|s| s.sends_files() && server.local_addr(s.name()).is_some());
     if server.backend() == ringlet::Backend::Uring
         && args.cached_sendfile
         && serves_files
