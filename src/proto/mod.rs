@@ -3,6 +3,12 @@
 //! A protocol is a type with one `async fn serve` that talks to a
 //! [`Connection`]. It knows nothing of rings, epoll,
 //! shards or listeners; it must never block the thread it runs on.
+//!
+//! This file is the [`Protocol`] trait and what every protocol here shares
+//! ([`DEFAULT_REQUEST_TIMEOUT`]); `echo`, `file` and `http` are the
+//! protocols, `request` reads one request within a time limit, and
+//! `window.rs` is the check that a file window went out whole (or the
+//! connection is cut).
 
 use std::future::Future;
 use std::io;

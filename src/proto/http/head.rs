@@ -60,17 +60,22 @@ pub(super) struct Span {
 }
 
 impl Span {
-    /// Where `part`, a slice of `head`, lies in it.
+    /// Where `part`, a slice of `head`, lies in it (an empty span for a
+    /// part that is not in it, such as an empty value held elsewhere).
     fn of(head: &[u8], part: &[u8]) -> Span {
-        Span {
-            at: part.as_ptr() as usize - head.as_ptr() as usize,
-            len: part.len(),
+        let at = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
+        match at.checked_add(part.len()) {
+            Some(end) if end <= head.len() => Span {
+                at,
+                len: part.len(),
+            },
+            _ => Span::default(),
         }
     }
 
     /// The bytes of `head` this span names.
     pub(super) fn in_head(self, head: &[u8]) -> &[u8] {
-        &head[self.at..self.at + self.len]
+        head.get(self.at..self.at + self.len).unwrap_or_default()
     }
 }
 
