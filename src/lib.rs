@@ -57,6 +57,7 @@ mod backend;
 mod buf;
 mod epoll;
 mod fs;
+pub mod guide;
 mod io;
 mod pagecache;
 mod placement;
