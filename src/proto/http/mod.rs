@@ -29,8 +29,8 @@ use tracing::{debug, info};
 
 use crate::fs::Root;
 use crate::io::{Buf, Connection, Outcome};
+use crate::proto::Protocol;
 use crate::proto::request::{self, Framed};
-use crate::proto::{DEFAULT_REQUEST_TIMEOUT, Protocol};
 
 mod answer;
 mod head;
@@ -39,6 +39,7 @@ mod range;
 mod response;
 mod status;
 
+pub use crate::proto::DEFAULT_REQUEST_TIMEOUT;
 pub use head::{Head, MAX_HEAD, Method, Request, parse_head};
 pub use range::Range;
 pub use response::{HeadWriter, Persist, Target};
