@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, FromArgMatches as _, Parser, Subcommand, ValueEnum};
+use ringlet::Backend;
 
 use crate::listen::{self, Listen};
 use crate::protocols::{Common, Entry, Services};
@@ -394,8 +396,8 @@ pub struct Serve {
     /// io_uring is blocked). `epoll`: tokio shards on epoll,
     /// sendfile for files: the baseline. `auto`: uring when it works here,
     /// otherwise epoll, logging why.
-    #[arg(long, value_name = "BACKEND", default_value = "auto")]
-    pub backend: BackendArg,
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = backend())]
+    pub backend: Backend,
 
     /// Number of shards, one per CPU [default: every CPU this process may run
     /// on, honouring taskset and cgroup cpusets].
@@ -488,32 +490,23 @@ fn parse_positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--backend`: one of [`Backend::ALL`] by its name, each listed with its
+/// [`Backend::about`].
+fn backend() -> impl clap::builder::TypedValueParser<Value = Backend> {
+    let values = Backend::ALL
+        .iter()
+        .map(|b| clap::builder::PossibleValue::new(b.name()).help(b.about()));
+    clap::builder::PossibleValuesParser::new(values).map(|name| {
+        name.parse::<Backend>()
+            .expect("one of Backend::ALL's names")
+    })
+}
+
 /// `on` or `off`.
 fn on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" => Ok(true),
         "off" => Ok(false),
         _ => Err(format!("{s:?}: expected on or off")),
-    }
-}
-
-/// `--backend` values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum BackendArg {
-    /// io_uring if it works here, else epoll.
-    Auto,
-    /// io_uring: glommio shards, sockets and files on each shard's completion ring.
-    Uring,
-    /// epoll (tokio shards), the baseline.
-    Epoll,
-}
-
-impl From<BackendArg> for ringlet::Backend {
-    fn from(b: BackendArg) -> ringlet::Backend {
-        match b {
-            BackendArg::Auto => ringlet::Backend::Auto,
-            BackendArg::Uring => ringlet::Backend::Uring,
-            BackendArg::Epoll => ringlet::Backend::Epoll,
-        }
     }
 }

@@ -20,7 +20,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use ringlet::{Monitor, Snapshot};
+use ringlet::{Backend, Monitor, Snapshot};
 
 mod http;
 
@@ -33,7 +33,7 @@ use http::{DEADLINE, MAX_CONNS, Pages, Stats};
 pub fn start_on(
     listener: TcpListener,
     monitor: Monitor,
-    backend: &'static str,
+    backend: Backend,
     ready: Ready,
     access: Option<ringlet::access::AccessLog>,
 ) -> anyhow::Result<SocketAddr> {
@@ -61,7 +61,7 @@ pub fn start_on(
 /// Turns a [`Snapshot`] into metric families at every scrape.
 struct Figures {
     monitor: Monitor,
-    backend: &'static str,
+    backend: Backend,
     endpoint: Arc<Stats>,
     /// Which process this is in a line of upgrades in place (1: the first).
     generation: u64,
@@ -83,7 +83,7 @@ impl Collector for Figures {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = self.monitor.snapshot();
         let info = [
-            ("backend", self.backend),
+            ("backend", self.backend.name()),
             ("version", env!("CARGO_PKG_VERSION")),
         ];
         let mut m = enc.encode_descriptor(
@@ -137,7 +137,7 @@ impl Collector for Figures {
         }
         services(&mut enc, &snap)?;
         endpoint(&mut enc, &self.endpoint)?;
-        if self.backend == "uring" {
+        if self.backend.has_ring() {
             rings(&mut enc, &snap)?;
         }
         Ok(())
@@ -420,7 +420,7 @@ mod tests {
         let metrics = super::start_on(
             std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
             server.monitor(),
-            server.backend().name(),
+            server.backend(),
             std::sync::Arc::new(|| Ok(())),
             None,
         )

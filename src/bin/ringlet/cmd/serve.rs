@@ -40,7 +40,7 @@ pub fn serve(args: Serve, services: Services) -> anyhow::Result<()> {
         timeout: Duration::from_secs_f64(args.upgrade_timeout),
     };
     let mut builder = Server::builder()
-        .backend(args.backend.into())
+        .backend(args.backend)
         .cores(args.cores)
         .max_conns(args.max_conns.map(|n| n as usize))
         .cached_sendfile(args.cached_sendfile)
@@ -111,7 +111,7 @@ pub fn serve(args: Serve, services: Services) -> anyhow::Result<()> {
             let at = super::metrics::start_on(
                 listener,
                 server.monitor(),
-                server.backend().name(),
+                server.backend(),
                 ready,
                 access.clone(),
             )?;
@@ -329,7 +329,7 @@ fn log_ready(server: &Server, args: &Serve, services: &Services, activated: bool
     let serves_files = services
         .iter()
         .any(|s| s.sends_files() && server.local_addr(s.name()).is_some());
-    if server.backend() == ringlet::Backend::Uring
+    if server.backend().has_ring()
         && args.cached_sendfile
         && serves_files
         && !ringlet::probe::page_cache_visible()
