@@ -48,6 +48,12 @@
 //! [`proto::file::FileServer`]; `ringlet serve` runs them. Files are opened
 //! only beneath a [`Root`].
 //!
+//! The public modules: [`proto`] (the protocols, and the [`Protocol`] trait),
+//! [`access`] (the access log), [`proxy`] (the PROXY protocol header parser
+//! and trusted address blocks), [`probe`] (can io_uring run here) and
+//! [`systemd`] (readiness, watchdog, socket activation). The server itself
+//! ([`Server`], [`ServerBuilder`], [`Backend`], ...) is at the crate's root.
+//!
 //! The crate's default `cli` feature builds the `ringlet` binary and its load
 //! generator; a library user who needs neither depends on ringlet with
 //! `default-features = false` and gets none of their dependencies.
