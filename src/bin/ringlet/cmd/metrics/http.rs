@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ringlet::proto::http::{HeadWriter, MAX_HEAD, Persist, Status};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -33,8 +34,6 @@ use tracing::{debug, warn};
 pub const DEADLINE: Duration = Duration::from_secs(5);
 /// The most metrics connections open at once; the next closes the oldest.
 pub const MAX_CONNS: usize = 64;
-/// The longest request head accepted.
-const MAX_HEAD: usize = 8 * 1024;
 /// At most one warning about the cap in this long.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -147,7 +146,7 @@ async fn answer(s: &mut TcpStream, pages: &Pages) -> io::Result<()> {
     let mut filled = 0;
     let (method, path) = loop {
         if filled == head.len() {
-            return respond(s, "431 Request Header Fields Too Large", TEXT, "", false).await;
+            return respond(s, Status::HeaderFieldsTooLarge, TEXT, "", false).await;
         }
         let n = s.read(&mut head[filled..]).await?;
         if n == 0 {
@@ -164,35 +163,30 @@ async fn answer(s: &mut TcpStream, pages: &Pages) -> io::Result<()> {
                 );
             }
             Ok(httparse::Status::Partial) => continue,
-            Err(e) => return respond(s, "400 Bad Request", TEXT, &format!("{e}\n"), false).await,
+            Err(e) => {
+                return respond(s, Status::BadRequest, TEXT, &format!("{e}\n"), false).await;
+            }
         }
     };
     drop(head);
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
-        return respond(
-            s,
-            "405 Method Not Allowed",
-            TEXT,
-            "GET or HEAD\n",
-            head_only,
-        )
-        .await;
+        return respond(s, Status::MethodNotAllowed, TEXT, "GET or HEAD\n", false).await;
     }
     // A scraper may add a query string (`?name[]=…`); every figure is sent.
     let (status, kind, body) = match path.split('?').next() {
-        Some("/metrics") => ("200 OK", CONTENT_TYPE, (pages.render)()?),
-        Some("/live") => ("200 OK", TEXT, "alive\n".to_string()),
+        Some("/metrics") => (Status::Ok, CONTENT_TYPE, (pages.render)()?),
+        Some("/live") => (Status::Ok, TEXT, "alive\n".to_string()),
         Some("/ready") => match (pages.ready)() {
-            Ok(()) => ("200 OK", TEXT, "ready\n".to_string()),
+            Ok(()) => (Status::Ok, TEXT, "ready\n".to_string()),
             Err(why) => (
-                "503 Service Unavailable",
+                Status::ServiceUnavailable,
                 TEXT,
                 format!("not ready: {why}\n"),
             ),
         },
         _ => (
-            "404 Not Found",
+            Status::NotFound,
             TEXT,
             "try /metrics, /ready or /live\n".to_string(),
         ),
@@ -200,27 +194,26 @@ async fn answer(s: &mut TcpStream, pages: &Pages) -> io::Result<()> {
     respond(s, status, kind, &body, head_only).await
 }
 
-/// Write a whole response and shut the sending side; for a HEAD request,
-/// the head alone (with the body's length).
+/// Write a whole response (its head by the library's [`HeadWriter`]: a
+/// 405 says `Allow`, every answer `Connection: close`) and shut the sending
+/// side; for a HEAD request, the head alone (with the body's length).
 async fn respond(
     s: &mut TcpStream,
-    status: &str,
+    status: Status,
     kind: &str,
     body: &str,
     head_only: bool,
 ) -> io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if status.starts_with("405") {
-        out.push_str("Allow: GET, HEAD\r\n");
-    }
-    out.push_str("Connection: close\r\n\r\n");
+    let mut out = Vec::with_capacity(160 + body.len());
+    let whole = HeadWriter::new(&mut out, status)
+        .field("Content-Type", kind)
+        .field("Content-Length", body.len())
+        .end(Persist::Closing);
+    debug_assert!(whole, "a Vec holds any head");
     if !head_only {
-        out.push_str(body);
+        out.extend_from_slice(body.as_bytes());
     }
-    s.write_all(out.as_bytes()).await?;
+    s.write_all(&out).await?;
     s.shutdown().await
 }
 
