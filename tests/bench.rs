@@ -489,3 +489,25 @@ fn report_makes_a_table_and_a_chart() {
     );
     assert!(std::fs::read_to_string(chart).unwrap().contains("<svg"));
 }
+
+#[test]
+fn report_of_a_server_no_record_has_says_which_ones_there_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw.jsonl");
+    let mut lines = String::new();
+    for server in ["uring", "epoll"] {
+        lines.push_str(&format!(
+            "{{\"case\":\"echo 64 B\",\"server\":\"{server}\",\"round\":0,\"server_cpu_s\":1.0,\
+             \"outcome\":{{\"messages\":100000,\"per_second\":1000.0,\"mb_per_second\":0.1,\
+             \"latency_us\":{{\"p50\":10,\"p99\":50,\"p999\":90,\"max\":100}},\"errors\":0}}}}\n"
+        ));
+    }
+    std::fs::write(&raw, lines).unwrap();
+    let (code, _, err) = bench(&["report", raw.to_str().unwrap(), "--subject", "nginx"]);
+    // An error and its exit status, not a panic (101).
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no record for subject nginx; the records have: uring, epoll"),
+        "{err}"
+    );
+}

@@ -87,7 +87,7 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
         }
         Bench::Report(r) => {
             let records = bench::report::read_records(&r.input)?;
-            let (table, ratios) = bench::report::table(&records, &r.subject, &r.baseline);
+            let (table, ratios) = bench::report::table(&records, &r.subject, &r.baseline)?;
             print!("{table}");
             if let Some(path) = &r.chart {
                 bench::report::chart(&ratios, &r.subject, &r.baseline, path)?;
