@@ -41,11 +41,6 @@ pub(super) struct RingSocket {
 }
 
 impl RingSocket {
-    /// When a write starting now must be done by.
-    pub(super) fn write_deadline(&self) -> Instant {
-        Instant::now() + self.timeouts.write
-    }
-
     /// Send `buf.filled()[done..len]` through the ring, under the write
     /// timeout.
     pub(super) async fn send(
@@ -141,6 +136,11 @@ impl RingSocket {
             }
         }
         write_timed_out(self.timeouts.write)
+    }
+
+    /// When a write starting now must be done by.
+    fn write_deadline(&self) -> Instant {
+        Instant::now() + self.timeouts.write
     }
 }
 

@@ -99,31 +99,6 @@ pub(super) struct FileStream<'c> {
 }
 
 impl<'c> FileStream<'c> {
-    /// The window of `file`, on the route its size chooses.
-    pub(super) fn new(sock: &'c RingSocket, routes: &'c Routes, file: RegularFile) -> Self {
-        let route = if file.size() <= SMALL_FILE {
-            Route::ReadSend(Buf::with_capacity(SMALL_FILE as usize))
-        } else if routes.cached_sendfile {
-            Route::PageCache { known: 0 }
-        } else {
-            Route::through_ring(&routes.pipes, file.size())
-        };
-        FileStream::on(sock, routes, file, route)
-    }
-
-    fn on(sock: &'c RingSocket, routes: &'c Routes, file: RegularFile, route: Route) -> Self {
-        let (start, size) = (file.start(), file.size());
-        FileStream {
-            sock,
-            pipes: &routes.pipes,
-            file: SharedFd::new(file.into_fd()),
-            start,
-            at: start,
-            end: start + size,
-            route,
-        }
-    }
-
     /// Send `head`, then the window of `file`; `head` comes back. A small
     /// file is read in behind the head and goes out in the same send.
     pub(super) async fn after_head(
@@ -152,6 +127,32 @@ impl<'c> FileStream<'c> {
             return (Err(e), head);
         }
         (stream.run().await, head)
+    }
+
+    /// The window of `file`, on the route its size chooses.
+    pub(super) fn new(sock: &'c RingSocket, routes: &'c Routes, file: RegularFile) -> Self {
+        let route = if file.size() <= SMALL_FILE {
+            Route::ReadSend(Buf::with_capacity(SMALL_FILE as usize))
+        } else if routes.cached_sendfile {
+            Route::PageCache { known: 0 }
+        } else {
+            Route::through_ring(&routes.pipes, file.size())
+        };
+        FileStream::on(sock, routes, file, route)
+    }
+
+    /// The window of `file`, on `route`.
+    fn on(sock: &'c RingSocket, routes: &'c Routes, file: RegularFile, route: Route) -> Self {
+        let (start, size) = (file.start(), file.size());
+        FileStream {
+            sock,
+            pipes: &routes.pipes,
+            file: SharedFd::new(file.into_fd()),
+            start,
+            at: start,
+            end: start + size,
+            route,
+        }
     }
 
     /// Send the window: the bytes sent (fewer only if the file shrank).
