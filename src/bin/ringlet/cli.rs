@@ -300,20 +300,7 @@ pub struct BenchFile {
     /// by the answer (a file that itself begins with an `OK <number>` line
     /// needs --mode plain).
     #[arg(long, value_name = "MODE", default_value = "auto")]
-    pub mode: FileModeArg,
-}
-
-/// `bench file --mode` values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FileModeArg {
-    /// Ask once, pick by the answer.
-    Auto,
-    /// A connection per request, the file, then the end of the stream.
-    Plain,
-    /// `OK <size>` status lines on keep-alive connections (--file-header).
-    Framed,
-    /// HTTP/1.1 GET on keep-alive connections (one request at a time).
-    Http,
+    pub mode: crate::bench::file::Mode,
 }
 
 /// `ringlet bench report` options.

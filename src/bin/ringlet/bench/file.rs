@@ -36,27 +36,25 @@ use super::{Threads, run_connections};
 /// Bytes read from the socket per call.
 const READ_BUF: usize = 256 * 1024;
 
-/// Which file protocol the server speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which file protocol the server speaks (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// Ask once, pick by the answer.
     Auto,
-    /// One connection per request; the file, then the end of the stream.
+    /// A connection per request, the file, then the end of the stream.
     Plain,
-    /// `OK <size>` status lines on keep-alive connections.
+    /// `OK <size>` status lines on keep-alive connections (--file-header).
     Framed,
-    /// HTTP/1.1 `GET` on keep-alive connections.
+    /// HTTP/1.1 GET on keep-alive connections (one request at a time).
     Http,
 }
 
 impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Auto => "auto",
-            Mode::Plain => "plain",
-            Mode::Framed => "framed",
-            Mode::Http => "http",
-        }
+    /// As `--mode` spells it, and the outcome's JSON records it.
+    fn name(self) -> String {
+        use clap::ValueEnum as _;
+        let value = self.to_possible_value().expect("no mode is skipped");
+        value.get_name().to_string()
     }
 }
 

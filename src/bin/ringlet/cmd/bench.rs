@@ -1,63 +1,59 @@
 //! `ringlet bench`: run the load generator or the report, print the result.
 
 use std::io::IsTerminal as _;
+use std::time::Duration;
 
 use crate::bench::{self, Threads};
-use crate::cli::{Bench, BenchCommon, FileModeArg};
+use crate::cli::{Bench, BenchCommon};
+
+/// `--threads`, by default every CPU this process may run on.
+fn threads(count: Option<usize>, pin: bool) -> Threads {
+    Threads {
+        count: count.unwrap_or_else(|| ringlet::allowed_cpus().map_or(1, |c| c.len())),
+        pin,
+    }
+}
+
+/// `--duration`, in seconds: more than none, less than a day.
+fn duration(seconds: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        seconds > 0.0 && seconds < 86_400.0,
+        "--duration must be between 0 and 86400 s"
+    );
+    Ok(Duration::from_secs_f64(seconds))
+}
 
 pub fn bench(b: Bench) -> anyhow::Result<()> {
-    let threads = |c: &BenchCommon| Threads {
-        count: c
-            .threads
-            .unwrap_or_else(|| ringlet::allowed_cpus().map_or(1, |c| c.len())),
-        pin: c.pin,
-    };
-    let duration = |c: &BenchCommon| {
-        anyhow::ensure!(
-            c.duration > 0.0 && c.duration < 86_400.0,
-            "--duration must be between 0 and 86400 s"
-        );
-        Ok(std::time::Duration::from_secs_f64(c.duration))
-    };
     let progress = |c: &BenchCommon| !c.json && std::io::stderr().is_terminal();
     let outcome = match b {
         Bench::Echo(e) => bench::echo::run(&bench::echo::EchoConfig {
             addr: e.common.addr,
             conns: e.common.conns,
             size: e.size,
-            duration: duration(&e.common)?,
+            duration: duration(e.common.duration)?,
             pipeline: e.pipeline.max(if e.rate.is_some() && e.pipeline == 1 {
                 usize::MAX >> 4
             } else {
                 1
             }),
             rate: e.rate,
-            threads: threads(&e.common),
+            threads: threads(e.common.threads, e.common.pin),
             progress: progress(&e.common),
         })
         .map(|o| (o, e.common.json))?,
         Bench::File(f) => bench::file::run(&bench::file::FileConfig {
-            mode: match f.mode {
-                FileModeArg::Auto => bench::file::Mode::Auto,
-                FileModeArg::Plain => bench::file::Mode::Plain,
-                FileModeArg::Framed => bench::file::Mode::Framed,
-                FileModeArg::Http => bench::file::Mode::Http,
-            },
+            mode: f.mode,
             addr: f.common.addr,
             path: f.path.clone(),
             conns: f.common.conns,
-            duration: duration(&f.common)?,
-            threads: threads(&f.common),
+            duration: duration(f.common.duration)?,
+            threads: threads(f.common.threads, f.common.pin),
             progress: progress(&f.common),
             expect: f.expect.clone(),
             evict: f.evict.clone(),
         })
         .map(|o| (o, f.common.json))?,
         Bench::Soak(o) => {
-            anyhow::ensure!(
-                o.duration > 0.0 && o.duration < 86_400.0,
-                "--duration must be between 0 and 86400 s"
-            );
             let outcome = bench::soak::run(&bench::soak::SoakConfig {
                 echo: o.echo,
                 file: o.file,
@@ -66,13 +62,8 @@ pub fn bench(b: Bench) -> anyhow::Result<()> {
                 path: o.path.clone(),
                 expect: o.expect.clone(),
                 conns: o.conns,
-                duration: std::time::Duration::from_secs_f64(o.duration),
-                threads: Threads {
-                    count: o
-                        .threads
-                        .unwrap_or_else(|| ringlet::allowed_cpus().map_or(1, |c| c.len())),
-                    pin: false,
-                },
+                duration: duration(o.duration)?,
+                threads: threads(o.threads, false),
                 reset_every: o.reset_every,
                 slow_every: o.slow_every,
             })?;
