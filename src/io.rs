@@ -401,7 +401,8 @@ pub struct Reader {
 pub enum ReadError {
     /// No delimiter within the reader's capacity: the record is longer
     /// than the protocol allows. The bytes stay in [`Reader::buffered`]
-    /// (for a log line) until the next call.
+    /// (for a log line), and calling again returns the same error: a
+    /// protocol ends the connection here.
     #[error("no '{}' within {limit} bytes", .delim.escape_ascii())]
     TooLong {
         /// The delimiter looked for.

@@ -18,12 +18,30 @@ mod fileserver;
 mod shared;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{End, connect, read_exact, read_to_end_or_reset};
+use common::{End, connect, read_exact};
 use ringlet::{Backend, Protocol, Root, Server};
+
+/// Everything the server sends until it ends the connection, and how it
+/// ended it. An interrupted read is read again: a thread that started an
+/// io_uring server in this process can see `EINTR` on a blocking socket
+/// read that has a timeout; any other error fails the test.
+fn read_to_end_or_reset(s: &mut TcpStream) -> (Vec<u8>, End) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, End::Closed),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (out, End::Reset),
+            Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
+        }
+    }
+}
 
 fn backend_of(name: &str) -> Backend {
     match name {
