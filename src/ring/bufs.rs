@@ -5,9 +5,10 @@
 //! allocation, their addresses published in a page-aligned array shared with
 //! the kernel (`IORING_REGISTER_PBUF_RING`, Linux 5.19). A `recv` with
 //! `BUFFER_SELECT` takes one at completion time and names it in its CQE; the
-//! receiver copies the bytes out and [`BufRing::recycle`]s the buffer, which
-//! appends it at the array's tail again. Out of buffers, a `recv` fails with
-//! `ENOBUFS` and the caller receives into its own memory instead.
+//! receiver copies the bytes out and lets go of its [`Provided`], which
+//! recycles the buffer: appends it at the array's tail again. Out of
+//! buffers, a `recv` fails with `ENOBUFS` (the ring counts those as it
+//! reaps them) and the caller receives into its own memory instead.
 //!
 //! Memory is only touched when the kernel writes into it, so a quiet shard's
 //! buffers cost address space, not RSS.
@@ -16,11 +17,10 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::cell::Cell;
 use std::io;
 use std::ptr::NonNull;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::IoUring;
-
-use super::Ring;
 
 /// The buffer group id of a shard's receive buffers.
 pub const GROUP: u16 = 0;
@@ -111,7 +111,7 @@ impl BufRing {
         self.out.get()
     }
 
-    /// Note that the kernel handed out buffer `bid` (a CQE named it).
+    /// Note that the kernel handed out a buffer (a CQE named it).
     pub(crate) fn handed_out(&self) {
         self.out.set(self.out.get() + 1);
     }
@@ -160,18 +160,18 @@ impl BufRing {
 /// Bytes a receive got in a provided buffer; the buffer goes back to the
 /// kernel when this is dropped, so copy them out and let go promptly.
 pub struct Provided {
-    ring: Ring,
+    bufs: Rc<BufRing>,
     bid: Option<u16>,
     len: usize,
     more: bool,
 }
 
 impl Provided {
-    /// Wrap a successful receive's completion of `len` bytes in buffer
-    /// `bid` (`None`: no buffer was taken, as at end of stream).
-    pub(crate) fn new(ring: &Ring, bid: Option<u16>, len: usize, more: bool) -> Provided {
+    /// Wrap a receive's completion of `len` bytes in buffer `bid` of `bufs`
+    /// (`None`: no buffer was taken, as at end of stream).
+    pub(crate) fn new(bufs: Rc<BufRing>, bid: Option<u16>, len: usize, more: bool) -> Provided {
         Provided {
-            ring: ring.clone(),
+            bufs,
             bid,
             len,
             more,
@@ -180,11 +180,11 @@ impl Provided {
 
     /// The bytes received; empty at end of stream.
     pub fn bytes(&self) -> &[u8] {
-        match (self.bid, self.ring.buffers()) {
+        match self.bid {
             // SAFETY: the kernel named `bid` in this receive's completion
             // and it is recycled only when `self` is dropped.
-            (Some(bid), Some(bufs)) => unsafe { bufs.bytes(bid, self.len) },
-            _ => &[],
+            Some(bid) => unsafe { self.bufs.bytes(bid, self.len) },
+            None => &[],
         }
     }
 
@@ -196,8 +196,8 @@ impl Provided {
 
 impl Drop for Provided {
     fn drop(&mut self) {
-        if let (Some(bid), Some(bufs)) = (self.bid, self.ring.buffers()) {
-            bufs.recycle(bid);
+        if let Some(bid) = self.bid {
+            self.bufs.recycle(bid);
         }
     }
 }

@@ -36,7 +36,8 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::{Inner, Ring};
+use super::Ring;
+use super::queues::Queues;
 
 thread_local! {
     /// Polls of this thread's counted tasks (all but the driver).
@@ -81,7 +82,7 @@ pub async fn run<F: Future>(ring: &Ring, main: F) -> F::Output {
 }
 
 /// The driver task: see the module header.
-async fn drive(ring: Weak<Inner>) {
+async fn drive(ring: Weak<Queues>) {
     loop {
         let before = polls();
         glommio::executor().yield_now().await;
@@ -103,11 +104,11 @@ async fn drive(ring: Weak<Inner>) {
             }
             continue;
         }
-        if inner.slots.borrow().is_empty() {
+        if inner.slots.is_empty() {
             // Nothing in flight could wake a blocked enter: submit what is
             // queued (cancels), then let glommio park until a push.
             inner.enter(0);
-            if inner.slots.borrow().is_empty() && !inner.queued() {
+            if inner.slots.is_empty() && !inner.queued() {
                 tracing::debug!(target: "ringlet::driver", "nothing in flight: idle");
                 idle(&inner).await;
                 tracing::debug!(target: "ringlet::driver", "pushed: busy again");
@@ -119,7 +120,7 @@ async fn drive(ring: Weak<Inner>) {
 }
 
 /// Wait (without blocking the thread) until an operation is pushed.
-async fn idle(inner: &Rc<Inner>) {
+async fn idle(inner: &Rc<Queues>) {
     let mut parked = false;
     poll_fn(|cx| {
         if parked {

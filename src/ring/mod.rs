@@ -5,11 +5,12 @@
 //!   reads: buffers, paths, and a [`SharedFd`] clone of each descriptor they
 //!   name, so no descriptor is closed (and its number reused) while an
 //!   operation naming it is queued, linked or in flight.
-//! - **Bookkeeping**: every operation in flight has a [`slab`] entry; its key
-//!   is the SQE's `user_data`. The entry says who waits for the result, or,
-//!   once the waiting future was dropped, holds that operation's data until
-//!   the kernel's completion arrives (see [`lifecycle`]): memory the kernel
-//!   may still write is never freed early.
+//! - **Bookkeeping**: every operation in flight has a slot (`slots.rs`);
+//!   its key is the SQE's `user_data`. The slot says who waits for the
+//!   result, or, once the waiting future was dropped, holds that
+//!   operation's data until the kernel's completion arrives (the futures'
+//!   side is [`lifecycle`]): memory the kernel may still write is never
+//!   freed early.
 //! - **The shard sleeps in one place: this ring** (see [`driver`]). A
 //!   driver task on the shard's glommio executor lets every runnable task
 //!   run, and when none is left it blocks in one `io_uring_enter` that
@@ -31,30 +32,37 @@
 //! our own enter, in bursts, and at 1,000 connections the p99 tripled
 //! (BENCHMARKS.md).
 //!
+//! Here is the [`Ring`] handle (setup, submitting); below it, imports run
+//! one way: `lifecycle` (the futures) -> `queues` (the io_uring: push,
+//! enter, reap, cancel) -> `slots` (the operations in flight) ->
+//! [`completion`]; the operations ([`op`]) stand on `completion`, [`bufs`]
+//! and `fd` alone. [`driver`] and [`deadline`] use the handle from above.
+//!
 //! This module (and its children) hold the crate's ring `unsafe`; each block
 //! says why it is sound. It knows nothing of servers or protocols.
 
-use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
-use std::task::Waker;
-use std::time::Duration;
 
-use io_uring::{IoUring, cqueue, squeue, types};
-use slab::Slab;
+use io_uring::{IoUring, squeue};
 
 pub mod bufs;
+pub mod completion;
 pub mod deadline;
 pub mod driver;
 mod fd;
 pub mod lifecycle;
 pub mod op;
 pub mod pipes;
+mod queues;
+mod slots;
 
 use bufs::BufRing;
 pub use fd::SharedFd;
-use lifecycle::{Completion, MultiOp, Op, Slot};
+use lifecycle::{MultiOp, Op};
 use op::{Operation, Single};
+use queues::Queues;
+pub use queues::RingStats;
 
 /// Completion queue entries per submission queue entry.
 const CQ_PER_SQ: u32 = 8;
@@ -67,9 +75,6 @@ const CQ_PER_SQ: u32 = 8;
 pub const RECV_BUFFERS: u16 = 1024;
 pub const RECV_BUFFER_SIZE: u32 = 4 * 1024;
 
-/// `user_data` of operations whose completion nobody waits for (cancels).
-const DETACHED: u64 = u64::MAX;
-
 /// Which optional features the ring was built with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
@@ -80,41 +85,11 @@ pub struct Features {
     pub provided_buffers: bool,
 }
 
-/// What the ring has done so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RingStats {
-    /// `io_uring_enter` calls made to submit.
-    pub enters: u64,
-    /// Operations pushed.
-    pub pushed: u64,
-    /// Completions reaped.
-    pub completions: u64,
-    /// Receives that found every provided buffer in use (`ENOBUFS`).
-    pub no_buffers: u64,
-    /// Times the completion queue overflowed into the kernel's list.
-    pub cq_overflows: u64,
-}
-
 /// A shard's ring. Cheap to clone; never leaves its thread.
 #[derive(Clone)]
 pub struct Ring {
-    inner: Rc<Inner>,
-}
-
-pub(crate) struct Inner {
-    uring: RefCell<IoUring>,
-    pub(crate) slots: RefCell<Slab<Slot>>,
-    stats: Cell<RingStats>,
-    /// The driver, when it waits for something to be pushed (nothing was in
-    /// flight, so it let glommio park instead of blocking in the ring).
-    driver: Cell<Option<Waker>>,
-    /// Set once the executor's main work is done: the driver must not block.
-    stopped: Cell<bool>,
-    /// Single-shot operations pushed so far: each one's epoch.
-    epochs: Cell<u64>,
+    inner: Rc<Queues>,
     features: Features,
-    /// Declared after `uring`, so dropped after it (see `Drop for Inner`).
-    bufs: Option<BufRing>,
 }
 
 impl Ring {
@@ -166,40 +141,32 @@ impl Ring {
         let bufs = BufRing::register(&uring, bufs.0, bufs.1).ok();
         features.provided_buffers = bufs.is_some();
         Ok(Ring {
-            inner: Rc::new(Inner {
-                uring: RefCell::new(uring),
-                slots: RefCell::new(Slab::with_capacity(256)),
-                stats: Cell::new(RingStats::default()),
-                driver: Cell::new(None),
-                stopped: Cell::new(false),
-                epochs: Cell::new(0),
-                features,
-                bufs,
-            }),
+            inner: Rc::new(Queues::new(uring, bufs)),
+            features,
         })
     }
 
     /// The setup flags in use.
     pub fn features(&self) -> Features {
-        self.inner.features
+        self.features
     }
 
     /// Operations whose completion has not arrived yet (abandoned ones too).
     pub fn in_flight(&self) -> usize {
-        self.inner.slots.borrow().len()
+        self.inner.slots.len()
     }
 
     /// Counters so far.
     pub fn stats(&self) -> RingStats {
-        self.inner.stats.get()
+        self.inner.stats()
     }
 
     /// The provided receive buffers, if the kernel has buffer rings.
-    pub fn buffers(&self) -> Option<&BufRing> {
+    pub fn buffers(&self) -> Option<&Rc<BufRing>> {
         self.inner.bufs.as_ref()
     }
 
-    pub(crate) fn inner(&self) -> &Rc<Inner> {
+    pub(crate) fn inner(&self) -> &Rc<Queues> {
         &self.inner
     }
 
@@ -208,40 +175,34 @@ impl Ring {
     /// the kernel is done with it). For a deadline, run it under a
     /// [`deadline::Watch`].
     pub fn submit<T: Single>(&self, mut op: T) -> Op<T> {
-        let epoch = self.inner.next_epoch();
-        let key = self.inner.slots.borrow_mut().insert(Slot::waiting(epoch));
-        self.inner.enqueue(&[op.sqe().user_data(key as u64)]);
-        Op::new(self, key, epoch, op)
+        let q = &self.inner;
+        let epoch = q.next_epoch();
+        let key = q.slots.waiting(epoch, T::SELECTS_BUFFER);
+        q.enqueue(&[op.sqe().user_data(key as u64)]);
+        Op::new(q, key, epoch, op)
     }
 
     /// Submit a multishot operation: a stream of completions.
     pub fn submit_multi<T: Operation>(&self, mut op: T) -> MultiOp<T> {
-        let key = self.inner.slots.borrow_mut().insert(Slot::Multi {
-            queue: Default::default(),
-            waker: None,
-            ended: false,
-        });
-        self.inner.enqueue(&[op.sqe().user_data(key as u64)]);
-        MultiOp::new(self, key, op)
+        let q = &self.inner;
+        let key = q.slots.multi(T::SELECTS_BUFFER);
+        q.enqueue(&[op.sqe().user_data(key as u64)]);
+        MultiOp::new(q, key, op)
     }
 
     /// Submit two operations as a chain: the second starts only if the
     /// first completes in full (a short first result cancels the second,
     /// which then fails with `ECANCELED`).
     pub fn submit_chain<A: Single, B: Single>(&self, mut a: A, mut b: B) -> (Op<A>, Op<B>) {
-        let (ea, eb) = (self.inner.next_epoch(), self.inner.next_epoch());
-        let (ka, kb) = {
-            let mut slots = self.inner.slots.borrow_mut();
-            (
-                slots.insert(Slot::waiting(ea)),
-                slots.insert(Slot::waiting(eb)),
-            )
-        };
-        self.inner.enqueue(&[
+        let q = &self.inner;
+        let (ea, eb) = (q.next_epoch(), q.next_epoch());
+        let ka = q.slots.waiting(ea, A::SELECTS_BUFFER);
+        let kb = q.slots.waiting(eb, B::SELECTS_BUFFER);
+        q.enqueue(&[
             a.sqe().user_data(ka as u64).flags(squeue::Flags::IO_LINK),
             b.sqe().user_data(kb as u64),
         ]);
-        (Op::new(self, ka, ea, a), Op::new(self, kb, eb, b))
+        (Op::new(q, ka, ea, a), Op::new(q, kb, eb, b))
     }
 
     #[cfg(feature = "internals")]
@@ -257,181 +218,12 @@ impl Ring {
         let mut op = self.submit_multi(op::SendZc::new(fd, buf, from, to));
         let mut result = None;
         while let Some(c) = op.next().await {
-            if !cqueue::notif(c.flags) {
+            if !io_uring::cqueue::notif(c.flags) {
                 result = Some(c.into_result().map(|n| n as usize));
             }
         }
         let res = result.unwrap_or_else(|| Err(io::Error::other("SEND_ZC posted no result")));
         (res, op.into_data().into_buf())
-    }
-}
-
-impl Inner {
-    fn next_epoch(&self) -> u64 {
-        let e = self.epochs.get().wrapping_add(1);
-        self.epochs.set(e);
-        e
-    }
-
-    /// Put `entries` on the submission queue together (a linked chain must
-    /// be contiguous), submitting early if it is full, and make sure the
-    /// driver will submit them.
-    fn enqueue(&self, entries: &[squeue::Entry]) {
-        let mut uring = self.uring.borrow_mut();
-        loop {
-            // SAFETY: every pointer in these SQEs points into data owned by
-            // its operation, alive until that operation's final completion
-            // (see `op::Operation`); cancels point at no memory.
-            let pushed = unsafe { uring.submission().push_multiple(entries) };
-            if pushed.is_ok() {
-                break;
-            }
-            drop(uring);
-            self.enter(0);
-            uring = self.uring.borrow_mut();
-        }
-        drop(uring);
-        let mut s = self.stats.get();
-        s.pushed += entries.len() as u64;
-        self.stats.set(s);
-        if let Some(driver) = self.driver.take() {
-            driver.wake();
-        }
-    }
-
-    /// One `io_uring_enter`: submit everything queued, run the completion
-    /// work the kernel deferred, wait until at least `wait` completions are
-    /// posted, then hand every posted completion to its slot.
-    pub(crate) fn enter(&self, wait: u32) {
-        {
-            let uring = self.uring.borrow();
-            // EINTR: a signal landed on this thread; EBUSY/EAGAIN: the
-            // completion queue is backed up (reaping below frees it). Either
-            // way the caller comes back for what is left.
-            let _ = uring.submitter().submit_and_wait(wait as usize);
-        }
-        let mut s = self.stats.get();
-        s.enters += 1;
-        self.stats.set(s);
-        self.reap();
-    }
-
-    /// Are SQEs queued and not yet submitted?
-    pub(crate) fn queued(&self) -> bool {
-        !self.uring.borrow_mut().submission().is_empty()
-    }
-
-    /// Does the kernel hold completion work only an enter runs (deferred
-    /// task work, or completions the queue could not hold)?
-    pub(crate) fn deferred_work(&self) -> bool {
-        let mut uring = self.uring.borrow_mut();
-        let sq = uring.submission();
-        sq.taskrun() || sq.cq_overflow()
-    }
-
-    /// Are completions posted and not yet handed to their slots?
-    pub(crate) fn has_completions(&self) -> bool {
-        !self.uring.borrow_mut().completion().is_empty()
-    }
-
-    /// Hand every posted completion to its slot; how many there were.
-    pub(crate) fn reap(&self) -> usize {
-        let mut done = Vec::new();
-        let mut overflowed = false;
-        {
-            let mut uring = self.uring.borrow_mut();
-            loop {
-                {
-                    let mut cq = uring.completion();
-                    cq.sync();
-                    for cqe in &mut cq {
-                        done.push((cqe.user_data(), cqe.result(), cqe.flags()));
-                    }
-                }
-                // Completions that found the queue full wait in the kernel's
-                // overflow list: an enter with GETEVENTS (which `submit` adds
-                // when it sees the flag) moves them in.
-                if !uring.submission().cq_overflow() {
-                    break;
-                }
-                overflowed = true;
-                let _ = uring.submit();
-            }
-        }
-        if done.is_empty() {
-            return 0;
-        }
-        let mut s = self.stats.get();
-        s.completions += done.len() as u64;
-        s.cq_overflows += u64::from(overflowed);
-        self.stats.set(s);
-        let count = done.len();
-        for (key, result, flags) in done {
-            if let (Some(_), Some(bufs)) = (cqueue::buffer_select(flags), &self.bufs) {
-                bufs.handed_out();
-            }
-            if key != DETACHED {
-                self.deliver(key as usize, Completion { result, flags });
-            }
-        }
-        count
-    }
-
-    /// Count a receive that found no provided buffer free.
-    pub(crate) fn note_no_buffers(&self) {
-        let mut s = self.stats.get();
-        s.no_buffers += 1;
-        self.stats.set(s);
-    }
-
-    /// Cancel every operation in flight and wait (at most `limit`) for their
-    /// final completions, so that their data is released and their
-    /// descriptors closed (a listener no longer accepts) before the ring
-    /// goes away.
-    pub(crate) fn cancel_all(&self, limit: Duration) {
-        let keys: Vec<usize> = self.slots.borrow().iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.cancel(key);
-        }
-        let deadline = std::time::Instant::now() + limit;
-        self.enter(0);
-        // Slots whose completion is in (a cancelled sleep of a task that
-        // will never be polled again) hold nothing of the kernel's: waiting
-        // for them to empty would only burn the whole grace.
-        let in_kernel = || self.slots.borrow().iter().any(|(_, s)| s.awaits_kernel());
-        while in_kernel() && std::time::Instant::now() < deadline {
-            let ts = types::Timespec::from(
-                deadline.saturating_duration_since(std::time::Instant::now()),
-            );
-            let args = types::SubmitArgs::new().timespec(&ts);
-            let _ = self.uring.borrow().submitter().submit_with_args(1, &args);
-            self.reap();
-        }
-    }
-
-    /// Ask the kernel to cancel the operation in slot `key`; its completion
-    /// (with -ECANCELED, or its real result if it won the race) still comes.
-    pub(crate) fn cancel(&self, key: usize) {
-        self.enqueue(&[op::cancel::sqe(key as u64).user_data(DETACHED)]);
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if !self.slots.get_mut().is_empty() {
-            // Operations still in flight (a shard cut off at shutdown) may
-            // write into their buffers or a provided one after the ring's
-            // descriptor is closed: leak that memory rather than free it
-            // under the kernel.
-            std::mem::forget(std::mem::take(self.slots.get_mut()));
-            std::mem::forget(self.bufs.take());
-        } else if self.bufs.is_some() {
-            let _ = self
-                .uring
-                .get_mut()
-                .submitter()
-                .unregister_buf_ring(bufs::GROUP);
-        }
     }
 }
 

@@ -15,7 +15,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use super::SharedFd;
+use super::fd::SharedFd;
 
 /// The usual pipe, and the pipe for files of at least its size.
 pub const SMALL: usize = 256 * 1024;

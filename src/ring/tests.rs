@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use io_uring::squeue;
 
+use super::completion::Completion;
 use super::deadline::Deadlines;
-use super::lifecycle::Completion;
 use super::op::Timeout;
 use super::op::{self, AcceptMulti, Nop, OpenAt2, Operation, Recv, RecvProvided, Single, Splice};
 use super::{Ring, SharedFd};
@@ -356,7 +356,7 @@ fn a_provided_buffer_carries_the_bytes_and_goes_back_when_dropped() {
         let bufs = ring.buffers().expect("buffer rings (Linux 5.19+)");
         assert_eq!(bufs.out(), 0);
         let (a, mut b) = pair();
-        let recv = |max| ring.submit(RecvProvided::new(&ring, &a, max).unwrap());
+        let recv = |max| ring.submit(RecvProvided::new(ring.buffers().unwrap(), &a, max));
         b.write_all(b"provided").unwrap();
         let got = recv(4096).await.unwrap();
         assert_eq!(got.bytes(), b"provided");
@@ -396,7 +396,7 @@ fn a_provided_receive_times_out_holding_nothing() {
                 }
             }
         };
-        let recv = ring.submit(RecvProvided::new(&ring, &a, 4096).unwrap());
+        let recv = ring.submit(RecvProvided::new(ring.buffers().unwrap(), &a, 4096));
         let at = Instant::now() + Duration::from_millis(30);
         let err = future::or(async { watch.run(recv, at).await.err() }, async {
             sweeper.await;
@@ -446,7 +446,7 @@ fn out_of_provided_buffers_is_enobufs_and_nothing_leaks() {
             for (_, mut b) in pairs.iter().map(|(a, b)| (a, b)) {
                 b.write_all(b"data").unwrap();
             }
-            let recv = |fd| ring.submit(RecvProvided::new(&ring, fd, 4096).unwrap());
+            let recv = |fd| ring.submit(RecvProvided::new(ring.buffers().unwrap(), fd, 4096));
             let mut held = Vec::new();
             for (a, _) in &pairs[..2] {
                 held.push(recv(a).await.unwrap());
@@ -478,7 +478,7 @@ fn dropped_provided_receives_give_every_buffer_back() {
         |ring| async move {
             let count = ring.buffers().unwrap().count() as usize;
             let pairs: Vec<_> = (0..2000).map(|_| pair()).collect();
-            let recv = |fd| ring.submit(RecvProvided::new(&ring, fd, 4096).unwrap());
+            let recv = |fd| ring.submit(RecvProvided::new(ring.buffers().unwrap(), fd, 4096));
             let mut pending = Vec::new();
             for (a, _) in &pairs {
                 let mut op = Box::pin(recv(a));

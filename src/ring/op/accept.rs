@@ -6,8 +6,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use io_uring::{opcode, squeue, types};
 
 use super::{Operation, Single};
-use crate::ring::SharedFd;
-use crate::ring::lifecycle::{Completion, Discard, close_fd};
+use crate::ring::completion::{Completion, Discard, close_fd};
+use crate::ring::fd::SharedFd;
 
 /// Accept one connection on a listening socket.
 pub struct Accept {

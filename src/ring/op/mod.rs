@@ -4,15 +4,18 @@
 //! built from its completion and that data ([`Single::complete`]).
 //!
 //! A new ring operation is one file here: the struct, its [`Operation`]
-//! impl (the SQE), and its [`Single`] impl (the result). Submitting, linked
-//! timeouts and cancellation are the ring's and the lifecycle's business,
+//! impl (the SQE), and its [`Single`] impl (the result). Submitting and
+//! chaining (the ring's), cancellation (the lifecycle's) and deadlines (the
+//! heartbeat's sweep, [`deadline`]: no timer is linked to an operation) are
 //! written once for all of them.
+//!
+//! [`deadline`]: super::deadline
 //!
 //! [`SharedFd`]: super::SharedFd
 
 use io_uring::squeue;
 
-use super::lifecycle::{Completion, Discard};
+use super::completion::{Completion, Discard};
 use crate::buf::Buf;
 
 mod accept;
@@ -56,6 +59,11 @@ pub unsafe trait Operation: 'static {
     /// Releases what a completion carries when nobody will read it (e.g.
     /// closes the descriptor an accept or open made).
     const DISCARD: Option<Discard> = None;
+
+    /// The SQE sets `BUFFER_SELECT`: the kernel picks one of the ring's
+    /// provided buffers, and an `ENOBUFS` completion is counted as a
+    /// receive that found them all in use.
+    const SELECTS_BUFFER: bool = false;
 }
 
 /// A single-shot operation: one completion, one result.

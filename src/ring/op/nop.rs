@@ -3,7 +3,7 @@
 use io_uring::{opcode, squeue};
 
 use super::{Operation, Single};
-use crate::ring::lifecycle::Completion;
+use crate::ring::completion::Completion;
 
 /// Does nothing; completes with 0.
 pub struct Nop;

@@ -10,7 +10,7 @@ use io_uring::{opcode, squeue, types};
 
 use super::accept::accepted;
 use super::{Operation, Single};
-use crate::ring::lifecycle::{Completion, Discard, close_fd};
+use crate::ring::completion::{Completion, Discard, close_fd};
 
 /// `openat2(dir, path, how)`; the result is the new descriptor.
 pub struct OpenAt2 {

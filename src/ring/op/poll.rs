@@ -7,8 +7,8 @@ use std::io;
 use io_uring::{opcode, squeue, types};
 
 use super::{Operation, Single};
-use crate::ring::SharedFd;
-use crate::ring::lifecycle::Completion;
+use crate::ring::completion::Completion;
+use crate::ring::fd::SharedFd;
 
 /// Completes once `fd` is writable (or has an error or hang-up to report).
 pub struct PollWritable {

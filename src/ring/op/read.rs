@@ -6,8 +6,8 @@ use io_uring::{opcode, squeue, types};
 
 use super::{Operation, Single, filled};
 use crate::buf::Buf;
-use crate::ring::SharedFd;
-use crate::ring::lifecycle::Completion;
+use crate::ring::completion::Completion;
+use crate::ring::fd::SharedFd;
 
 /// Read into `buf`'s spare room from `fd` at `offset`.
 pub struct Read {

@@ -2,14 +2,15 @@
 //! provided buffers.
 
 use std::io;
+use std::rc::Rc;
 
 use io_uring::{cqueue, opcode, squeue, types};
 
 use super::{Operation, Single, filled};
 use crate::buf::Buf;
-use crate::ring::bufs::{self, Provided};
-use crate::ring::lifecycle::Completion;
-use crate::ring::{Ring, SharedFd};
+use crate::ring::bufs::{self, BufRing, Provided};
+use crate::ring::completion::Completion;
+use crate::ring::fd::SharedFd;
 
 /// Receive into `buf`'s spare room, appending.
 pub struct Recv {
@@ -45,22 +46,24 @@ impl Single for Recv {
 
 /// Receive up to `len` bytes into a buffer the kernel picks from the ring's
 /// provided buffers when data arrives: nothing of the caller's is held while
-/// it waits. `ENOBUFS` when every buffer is in use.
+/// it waits. `ENOBUFS` when every buffer is in use (the ring counts those as
+/// it reaps them: `RingStats::no_buffers`).
 pub struct RecvProvided {
     fd: SharedFd,
     len: u32,
-    ring: Ring,
+    /// The buffer group the kernel picks from, handed to the [`Provided`].
+    bufs: Rc<BufRing>,
 }
 
 impl RecvProvided {
-    /// `None` when the ring has no provided buffers (a kernel before 5.19).
-    pub fn new(ring: &Ring, fd: &SharedFd, max: usize) -> Option<RecvProvided> {
-        let size = ring.buffers()?.size();
-        Some(RecvProvided {
+    /// Receive at most `max` bytes (and at most a buffer) into one of
+    /// `bufs` (see [`Ring::buffers`](crate::ring::Ring::buffers)).
+    pub fn new(bufs: &Rc<BufRing>, fd: &SharedFd, max: usize) -> RecvProvided {
+        RecvProvided {
             fd: fd.clone(),
-            len: max.min(size as usize) as u32,
-            ring: ring.clone(),
-        })
+            len: max.min(bufs.size() as usize) as u32,
+            bufs: bufs.clone(),
+        }
     }
 }
 
@@ -73,6 +76,8 @@ unsafe impl Operation for RecvProvided {
             .build()
             .flags(squeue::Flags::BUFFER_SELECT)
     }
+
+    const SELECTS_BUFFER: bool = true;
 }
 
 impl Single for RecvProvided {
@@ -80,19 +85,12 @@ impl Single for RecvProvided {
 
     fn complete(self, c: Completion) -> io::Result<Provided> {
         let got = Provided::new(
-            &self.ring,
+            self.bufs,
             cqueue::buffer_select(c.flags),
             c.result.max(0) as usize,
             cqueue::sock_nonempty(c.flags),
         );
-        match c.into_result() {
-            Ok(_) => Ok(got),
-            Err(e) => {
-                if e.raw_os_error() == Some(libc::ENOBUFS) {
-                    self.ring.inner().note_no_buffers();
-                }
-                Err(e) // `got` recycles a buffer an error may still name
-            }
-        }
+        // On an error, `got` recycles a buffer the completion may still name.
+        c.into_result().map(|_| got)
     }
 }

@@ -6,8 +6,8 @@ use io_uring::{opcode, squeue, types};
 
 use super::{Operation, Single};
 use crate::buf::Buf;
-use crate::ring::SharedFd;
-use crate::ring::lifecycle::Completion;
+use crate::ring::completion::Completion;
+use crate::ring::fd::SharedFd;
 
 /// Send `buf.filled()[from..to]` once; it may send less (see the count).
 pub struct Send {

@@ -7,7 +7,7 @@ use io_uring::{opcode, squeue, types};
 
 use super::{Operation, Single};
 use crate::ring::SharedFd;
-use crate::ring::lifecycle::Completion;
+use crate::ring::completion::Completion;
 
 /// Move up to `len` bytes from `fd_in` (at `off_in`, or its own position
 /// when `None`) to `fd_out`; one of the two must be a pipe.

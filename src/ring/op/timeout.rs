@@ -7,7 +7,7 @@ use std::time::Duration;
 use io_uring::{opcode, squeue, types};
 
 use super::{Operation, Single};
-use crate::ring::lifecycle::Completion;
+use crate::ring::completion::Completion;
 
 /// Completes once `after` has passed.
 pub struct Timeout {
