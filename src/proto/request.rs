@@ -1,6 +1,7 @@
 //! Reading one request off a connection, whatever its framing, within a
-//! time limit ([`read_until`]); and the file protocol's framing: a path,
-//! then a NUL byte.
+//! time limit ([`read_until`]; [`read_framed`] with the limit optional, the
+//! one loop under [`Reader`](crate::Reader)); and the file protocol's
+//! framing: a path, then a NUL byte.
 //!
 //! A file request that has no NUL within [`MAX_REQUEST`] bytes is refused;
 //! this module never reads more than the buffer holds before deciding.
