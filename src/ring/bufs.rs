@@ -82,7 +82,7 @@ impl BufRing {
         }
         // SAFETY: the array is page-aligned, `count` entries long, and lives
         // until this BufRing is dropped, which happens only after the ring
-        // that uses it is gone (see `Inner`'s drop) or never (leaked).
+        // that uses it is gone (see `Queues`'s drop) or never (leaked).
         unsafe {
             uring.submitter().register_buf_ring_with_flags(
                 entries.as_ptr() as u64,

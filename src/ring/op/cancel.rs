@@ -1,8 +1,9 @@
 //! `IORING_OP_ASYNC_CANCEL`: ask the kernel to cancel an operation in flight.
 //!
-//! Used by the lifecycle when an operation's future is dropped early; the
-//! cancelled operation still posts its (final) completion, which is when its
-//! data and descriptors are released.
+//! Pushed by the ring when an operation's future is dropped early, its
+//! deadline passed, or the ring stops; the cancelled operation still posts
+//! its (final) completion, which is when its data and descriptors are
+//! released.
 
 use io_uring::{opcode, squeue};
 
