@@ -31,6 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::stats::{self, Outcome, Totals};
+use super::wire::{self, Body, connect, printable, read_body};
 use super::{Threads, run_connections};
 
 /// Bytes read from the socket per call.
@@ -121,9 +122,7 @@ async fn fetch_loop(
     let request = if c.mode == Mode::Http {
         super::http::request(&c.path, &c.addr.to_string())
     } else {
-        let mut r = c.path.as_bytes().to_vec();
-        r.push(0);
-        r
+        wire::file_request(&c.path)
     };
     let mut buf = vec![0u8; READ_BUF];
     let mut hist = stats::histogram();
@@ -165,14 +164,6 @@ async fn fetch_loop(
     result
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
 /// Fail unless (`size`, `crc`) is the reference's; the first answer is
 /// the reference when no local copy was given.
 fn check(reference: &OnceLock<(u64, u32)>, size: u64, crc: u32) -> anyhow::Result<()> {
@@ -188,25 +179,23 @@ fn check(reference: &OnceLock<(u64, u32)>, size: u64, crc: u32) -> anyhow::Resul
 /// A plain answer: everything up to the end of the stream (a reset is an
 /// error: the answer was cut). Returns its size and CRC-32.
 async fn read_to_end(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<(u64, u32)> {
-    let mut crc = crc32fast::Hasher::new();
-    let mut size = 0u64;
+    let mut body = Body::new();
     loop {
         let n = stream
             .read(buf)
             .await
-            .map_err(|e| anyhow::anyhow!("the answer was cut after {size} bytes: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("the answer was cut after {} bytes: {e}", body.got()))?;
         if n == 0 {
             break;
         }
-        crc.update(&buf[..n]);
-        size += n as u64;
+        body.take(&buf[..n]);
     }
-    if size == 0 {
+    if body.got() == 0 {
         bail!(
             "the server closed without a byte: in plain mode that is a refusal (no such file?); its log says why"
         );
     }
-    Ok((size, crc.finalize()))
+    Ok(body.finish())
 }
 
 /// Ask once and pick the mode by the answer: a first line `OK <size>` or
@@ -268,14 +257,6 @@ fn detect(c: &FileConfig) -> anyhow::Result<Mode> {
     Ok(Mode::Plain)
 }
 
-/// Up to 40 bytes of `bytes` as escaped text, and the whole count: how an
-/// answer that is not what was expected is shown.
-pub(super) fn printable(bytes: &[u8], total: usize) -> String {
-    let shown = &bytes[..bytes.len().min(40)];
-    let more = if total > shown.len() { "…" } else { "" };
-    format!("\"{}{more}\" ({total} bytes)", shown.escape_ascii())
-}
-
 /// Read one framed answer: returns its size and the CRC-32 of its bytes.
 async fn read_answer(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<(u64, u32)> {
     // The status line is short: read until its newline.
@@ -309,35 +290,13 @@ async fn read_answer(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<(
             printable(&buf[..filled], filled)
         );
     };
-    let mut crc = crc32fast::Hasher::new();
-    let got = (filled - newline - 1) as u64;
-    if got > size {
-        bail!("more bytes than announced ({got} > {size})");
+    let mut body = Body::new();
+    body.take(&buf[newline + 1..filled]);
+    if body.got() > size {
+        bail!("more bytes than announced ({} > {size})", body.got());
     }
-    crc.update(&buf[newline + 1..filled]);
-    read_rest(stream, buf, got, size, &mut crc).await?;
-    Ok((size, crc.finalize()))
-}
-
-/// Read the rest of a body of `size` bytes of which `got` are in, into
-/// `crc`; the connection closing first is an error.
-pub(super) async fn read_rest(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-    mut got: u64,
-    size: u64,
-    crc: &mut crc32fast::Hasher,
-) -> anyhow::Result<()> {
-    while got < size {
-        let want = ((size - got) as usize).min(buf.len());
-        let n = stream.read(&mut buf[..want]).await?;
-        if n == 0 {
-            bail!("the server closed after {got} of {size} bytes");
-        }
-        crc.update(&buf[..n]);
-        got += n as u64;
-    }
-    Ok(())
+    read_body(stream, buf, &mut body, size, size, None).await?;
+    Ok(body.finish())
 }
 
 /// Drop a local file's pages from the page cache.

@@ -1,5 +1,6 @@
-//! The HTTP/1.1 side of `ringlet bench file --mode http`: the request for
-//! one path, and its answer read whole and measured.
+//! The HTTP/1.1 side of `ringlet bench file --mode http` and of the soak's
+//! HTTP sessions: the request for one path, and its answer read whole and
+//! measured.
 //!
 //! One request at a time on a keep-alive connection. An answer must be
 //! `200` with a `Content-Length` (what ringlet and nginx send for static
@@ -11,6 +12,8 @@
 use anyhow::{Context as _, bail};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+
+use super::wire::{Body, printable, read_body};
 
 /// The most bytes a response head may take.
 const MAX_HEAD: usize = 16 * 1024;
@@ -70,22 +73,21 @@ pub async fn read_answer(
         if filled >= MAX_HEAD.min(buf.len()) {
             bail!(
                 "no end of an HTTP response head in {filled} bytes: {}",
-                super::file::printable(&buf[..filled], filled)
+                printable(&buf[..filled], filled)
             );
         }
     };
-    let mut crc = crc32fast::Hasher::new();
-    let mut got = (filled - head_len) as u64;
-    crc.update(&buf[head_len..filled]);
+    let mut body = Body::new();
+    body.take(&buf[head_len..filled]);
     match length {
         Some(size) => {
-            if got > size {
+            if body.got() > size {
                 bail!(
-                    "more bytes than the Content-Length of {size} ({got}, one request in flight)"
+                    "more bytes than the Content-Length of {size} ({}, one request in flight)",
+                    body.got()
                 );
             }
-            super::file::read_rest(stream, buf, got, size, &mut crc).await?;
-            got = size;
+            read_body(stream, buf, &mut body, size, size, None).await?;
         }
         // No length: the body ends with the connection (a reset is an error).
         None => loop {
@@ -93,13 +95,13 @@ pub async fn read_answer(
             if n == 0 {
                 break;
             }
-            crc.update(&buf[..n]);
-            got += n as u64;
+            body.take(&buf[..n]);
         },
     }
+    let (size, crc) = body.finish();
     Ok(Answer {
-        size: got,
-        crc: crc.finalize(),
+        size,
+        crc,
         close: close || length.is_none(),
     })
 }
@@ -115,7 +117,7 @@ fn parse_head(bytes: &[u8]) -> anyhow::Result<Option<(usize, Option<u64>, bool)>
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => bail!(
             "not an HTTP/1.x response ({e}): {}",
-            super::file::printable(bytes, bytes.len())
+            printable(bytes, bytes.len())
         ),
     };
     let code = res.code.unwrap_or(0);
@@ -136,7 +138,7 @@ fn parse_head(bytes: &[u8]) -> anyhow::Result<Option<(usize, Option<u64>, bool)>
                 (Some(n), Some(m)) if n == m => {}
                 _ => bail!(
                     "a bad or conflicting Content-Length: {}",
-                    super::file::printable(h.value, h.value.len())
+                    printable(h.value, h.value.len())
                 ),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {

@@ -9,9 +9,10 @@
 //! stalls by slowing the client down (no coordinated omission).
 //!
 //! Rooms: `echo` and `file` (one connection's loop each; `http` is the
-//! file loop's HTTP/1.1 request and answer), `stats` (counters,
-//! histograms, the report), `report` (tables and charts from many runs),
-//! `soak` (a long mixed workload with injected faults).
+//! file loop's HTTP/1.1 request and answer; `wire` what the file clients
+//! share: connecting, a body read into its CRC-32, a printable answer),
+//! `stats` (counters, histograms, the report), `report` (tables and charts
+//! from many runs), `soak` (a long mixed workload with injected faults).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ pub mod http;
 pub mod report;
 pub mod soak;
 pub mod stats;
+mod wire;
 
 pub use stats::Totals;
 

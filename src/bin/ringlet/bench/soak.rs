@@ -25,6 +25,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::wire::{self, Body, connect, read_body};
 use super::{Threads, run_connections};
 
 /// What `ringlet bench soak` runs.
@@ -118,15 +119,18 @@ pub fn run(cfg: &SoakConfig) -> anyhow::Result<SoakOutcome> {
                     if slow {
                         k.slow_sessions.fetch_add(1, Ordering::Relaxed);
                     }
+                    let s = Session {
+                        c: &c,
+                        k: &k,
+                        want,
+                        reset,
+                        slow,
+                    };
                     let result = match (rng.next() % 4, c.plain, c.http) {
-                        (0, _, _) => echo_session(&c, &k, &mut rng, reset).await,
-                        (1, Some(plain), _) => {
-                            plain_session(plain, &c, &k, &mut rng, want, reset, slow).await
-                        }
-                        (2, _, Some(http)) => {
-                            http_session(http, &c, &k, &mut rng, want, reset, slow).await
-                        }
-                        _ => file_session(&c, &k, &mut rng, want, reset, slow).await,
+                        (0, _, _) => echo_session(&s, &mut rng).await,
+                        (1, Some(plain), _) => plain_session(plain, &s, &mut rng).await,
+                        (2, _, Some(http)) => http_session(http, &s, &mut rng).await,
+                        _ => file_session(&s, &mut rng).await,
                     };
                     match result {
                         Ok(()) if reset => {
@@ -174,12 +178,39 @@ impl Rng {
     }
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let s = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    s.set_nodelay(true)?;
-    Ok(s)
+/// What one session is given: the run's config and counters, the file
+/// every whole answer must be, and the faults it injects.
+struct Session<'a> {
+    c: &'a SoakConfig,
+    k: &'a Counters,
+    /// The file's length and CRC-32.
+    want: (u64, u32),
+    /// Reset the connection partway through.
+    reset: bool,
+    /// Read slowly: a pause after every read of a file's bytes.
+    slow: bool,
+}
+
+impl Session<'_> {
+    /// The pause after every read, in a slow session.
+    fn pause(&self) -> Option<Duration> {
+        self.slow.then_some(Duration::from_millis(2))
+    }
+
+    /// A whole-file answer (its length and CRC-32) checked against the
+    /// file; `what` names it in errors. One cut short counts as truncated.
+    fn check_whole(&self, what: &str, (got, crc): (u64, u32)) -> anyhow::Result<()> {
+        let (size, want_crc) = self.want;
+        if got != size {
+            self.k.truncated.fetch_add(1, Ordering::Relaxed);
+            bail!("{what} of {got} bytes, the file has {size}");
+        }
+        if crc != want_crc {
+            bail!("{what} differs from the local copy");
+        }
+        self.k.file_bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// Close with RST: the server sees a reset in the middle of its work.
@@ -189,13 +220,9 @@ fn reset(s: TcpStream) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn echo_session(
-    c: &SoakConfig,
-    k: &Counters,
-    rng: &mut Rng,
-    inject_reset: bool,
-) -> anyhow::Result<()> {
-    let mut s = connect(c.echo).await?;
+async fn echo_session(session: &Session<'_>, rng: &mut Rng) -> anyhow::Result<()> {
+    let (k, inject_reset) = (session.k, session.reset);
+    let mut s = connect(session.c.echo).await?;
     let lines = 1 + rng.next() % 20;
     let mut line = Vec::new();
     let mut back = Vec::new();
@@ -218,17 +245,12 @@ async fn echo_session(
     Ok(())
 }
 
-async fn file_session(
-    c: &SoakConfig,
-    k: &Counters,
-    rng: &mut Rng,
-    (size, crc): (u64, u32),
-    inject_reset: bool,
-    slow: bool,
-) -> anyhow::Result<()> {
-    let mut s = connect(c.file).await?;
-    let mut request = c.path.as_bytes().to_vec();
-    request.push(0);
+/// Framed requests on one connection, each answer `OK <size>` and the
+/// file; an injected reset comes a third of the way into a file.
+async fn file_session(session: &Session<'_>, rng: &mut Rng) -> anyhow::Result<()> {
+    let size = session.want.0;
+    let mut s = connect(session.c.file).await?;
+    let request = wire::file_request(&session.c.path);
     let mut buf = vec![0u8; 64 * 1024];
     for _ in 0..1 + rng.next() % 3 {
         s.write_all(&request).await?;
@@ -248,27 +270,14 @@ async fn file_session(
         if line != format!("OK {size}") {
             bail!("server answered {line:?}, expected \"OK {size}\"");
         }
-        let mut hasher = crc32fast::Hasher::new();
-        let mut got = 0u64;
-        while got < size {
-            if inject_reset && got >= size / 3 {
-                return reset(s); // mid-file
-            }
-            let want = ((size - got) as usize).min(buf.len());
-            let n = s.read(&mut buf[..want]).await?;
-            if n == 0 {
-                bail!("the server closed after {got} of {size} bytes");
-            }
-            hasher.update(&buf[..n]);
-            got += n as u64;
-            if slow {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
+        let mut body = Body::new();
+        let cut = session.reset && size > 0;
+        let until = if cut { size / 3 } else { size };
+        read_body(&mut s, &mut buf, &mut body, until, size, session.pause()).await?;
+        if cut {
+            return reset(s); // mid-file
         }
-        if hasher.finalize() != crc {
-            bail!("file content differs from the local copy");
-        }
-        k.file_bytes.fetch_add(size, Ordering::Relaxed);
+        session.check_whole("file content", body.finish())?;
     }
     Ok(())
 }
@@ -279,17 +288,13 @@ async fn file_session(
 /// (a reset would have thrown away the end of the answer).
 async fn plain_session(
     addr: SocketAddr,
-    c: &SoakConfig,
-    k: &Counters,
+    session: &Session<'_>,
     rng: &mut Rng,
-    (size, crc): (u64, u32),
-    inject_reset: bool,
-    slow: bool,
 ) -> anyhow::Result<()> {
+    let (k, size) = (session.k, session.want.0);
     k.plain_sessions.fetch_add(1, Ordering::Relaxed);
     let mut s = connect(addr).await?;
-    let mut request = c.path.as_bytes().to_vec();
-    request.push(0);
+    let request = wire::file_request(&session.c.path);
     s.write_all(&request).await?;
     let (late, pipelined) = match rng.next() % 3 {
         0 => (true, false),
@@ -299,8 +304,7 @@ async fn plain_session(
     let extra_after = Duration::from_micros(rng.next() % 20_000);
     let mut extra_sent = !(late || pipelined);
     let started = Instant::now();
-    let mut hasher = crc32fast::Hasher::new();
-    let mut got = 0u64;
+    let mut body = Body::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         if !extra_sent && started.elapsed() >= extra_after {
@@ -313,7 +317,7 @@ async fn plain_session(
             }
             extra_sent = true;
         }
-        if inject_reset && got >= size / 3 {
+        if session.reset && body.got() >= size / 3 {
             return reset(s); // mid-file
         }
         let read = if extra_sent {
@@ -333,27 +337,18 @@ async fn plain_session(
             Ok(n) => n,
             Err(e) => {
                 k.truncated.fetch_add(1, Ordering::Relaxed);
-                bail!("plain answer cut after {got} of {size} bytes: {e}");
+                bail!("plain answer cut after {} of {size} bytes: {e}", body.got());
             }
         };
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
-        got += n as u64;
-        if slow {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        body.take(&buf[..n]);
+        if let Some(pause) = session.pause() {
+            tokio::time::sleep(pause).await;
         }
     }
-    if got != size {
-        k.truncated.fetch_add(1, Ordering::Relaxed);
-        bail!("plain answer of {got} bytes, the file has {size}");
-    }
-    if hasher.finalize() != crc {
-        bail!("plain answer differs from the local copy");
-    }
-    k.file_bytes.fetch_add(size, Ordering::Relaxed);
-    Ok(())
+    session.check_whole("plain answer", body.finish())
 }
 
 /// Keep-alive `GET`s of the file over HTTP/1.1, every body checked whole
@@ -362,16 +357,13 @@ async fn plain_session(
 /// injected reset comes a third of the way into a body.
 async fn http_session(
     addr: SocketAddr,
-    c: &SoakConfig,
-    k: &Counters,
+    session: &Session<'_>,
     rng: &mut Rng,
-    (size, crc): (u64, u32),
-    inject_reset: bool,
-    slow: bool,
 ) -> anyhow::Result<()> {
+    let (c, k, size) = (session.c, session.k, session.want.0);
     k.http_sessions.fetch_add(1, Ordering::Relaxed);
     let socket = tokio::net::TcpSocket::new_v4()?;
-    if slow {
+    if session.slow {
         socket.set_recv_buffer_size(16 << 10)?;
     }
     let mut s = socket
@@ -384,7 +376,7 @@ async fn http_session(
     let requests = 1 + rng.next() % 3;
     for i in 0..requests {
         s.write_all(&request).await?;
-        if inject_reset {
+        if session.reset {
             // The head and a third of the body in, the rest unread.
             let mut got = 0u64;
             while got < size / 3 {
@@ -404,14 +396,7 @@ async fn http_session(
             }
         };
         k.http_requests.fetch_add(1, Ordering::Relaxed);
-        if answer.size != size {
-            k.truncated.fetch_add(1, Ordering::Relaxed);
-            bail!("HTTP body of {} bytes, the file has {size}", answer.size);
-        }
-        if answer.crc != crc {
-            bail!("HTTP body differs from the local copy");
-        }
-        k.file_bytes.fetch_add(size, Ordering::Relaxed);
+        session.check_whole("HTTP body", (answer.size, answer.crc))?;
         if answer.close && i + 1 < requests {
             bail!(
                 "the HTTP server closed a keep-alive connection after request {}",
