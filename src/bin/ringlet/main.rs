@@ -1,5 +1,13 @@
 //! The `ringlet` binary: parse the command line, run the library, map errors
 //! to exit codes. Nothing here serves a byte.
+//!
+//! The library ends where this folder begins: everything under
+//! `src/bin/ringlet/` is the binary (built with the `cli` feature), and it
+//! reaches the library only through `ringlet::` paths, as any user would.
+//! Its rooms: `cli.rs` (and `cli/bench.rs`) the command line; `protocols/`
+//! the protocols `serve` offers, each with its own flags, in one table;
+//! `listen.rs` an `ADDR|off` value; `cmd/` one file per command; `bench/`
+//! the load generator behind `ringlet bench`.
 
 use std::process::ExitCode;
 

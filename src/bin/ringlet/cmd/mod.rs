@@ -1,4 +1,5 @@
-//! The binary's commands, one file each; the library does the work.
+//! The binary's commands, one file each (`ringlet probe`, a few lines, is
+//! here); the library does the work.
 
 pub mod bench;
 pub mod docs;

@@ -1,4 +1,5 @@
-//! `ringlet serve`: build the server from the options (or from the sockets
+//! `ringlet serve`: build the server from the options and the protocols of
+//! the table it is given (`protocols/`; bound here, or on the sockets
 //! passed in: systemd's, or the previous process's in an upgrade), log
 //! where it listens, tell systemd, and turn signals into a graceful drain
 //! (the first `SIGTERM`/`SIGINT`), a cut (the second: every connection
@@ -93,7 +94,7 @@ pub fn serve(args: Serve, services: Services) -> anyhow::Result<()> {
             .proxy_protocol(&names, policy)
             .map_err(|e| anyhow::anyhow!("--proxy-protocol: {e} (is it on?)"))?;
     }
-    let server = builder.start()?;
+    let server = builder.start().map_err(in_flags)?;
     log_ready(&server, &args, &services, activated, generation);
     let metrics = match (metrics_socket, args.metrics) {
         (Some(listener), _) => Some(listener),
@@ -337,5 +338,20 @@ fn log_ready(server: &Server, args: &Serve, services: &Services, activated: bool
         info!(
             "files leave through the ring only (splice or read and send): this kernel does not answer cachestat (Linux 6.5+; a seccomp filter may refuse it)"
         );
+    }
+}
+
+/// A start error in the command line's words: where a flag's value is the
+/// cause, the flag to change (the library names none).
+fn in_flags(e: ringlet::ServerError) -> anyhow::Error {
+    use ringlet::{PlacementError, ServerError};
+    match e {
+        ServerError::Placement(PlacementError::NoCores) => {
+            anyhow::anyhow!("--cores must be at least 1")
+        }
+        ServerError::Placement(p @ PlacementError::TooMany { .. }) => {
+            anyhow::anyhow!("{p}; lower --cores or widen the affinity (taskset, cgroup cpuset)")
+        }
+        e => e.into(),
     }
 }
