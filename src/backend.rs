@@ -56,7 +56,7 @@ pub(crate) trait Runtime: Sized + 'static {
         config: ShardConfig,
         setup: Self::Setup,
         main: impl FnOnce(Rc<Self>) -> F + 'static,
-    ) -> Result<(), String>;
+    ) -> Result<(), StartError>;
 
     /// Run `task` on this shard, detached.
     fn spawn(&self, task: impl Future<Output = ()> + 'static);
@@ -91,6 +91,102 @@ pub(crate) trait Runtime: Sized + 'static {
     fn figures(&self) -> RingFigures {
         RingFigures::default()
     }
+}
+
+/// Why a shard could not start: what failed, with the OS error as its
+/// [`source`](std::error::Error::source) where there is one. The message
+/// says what failed; print the chain (`{:#}` with anyhow, or walk
+/// `source()`) for why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The shard's thread could not be pinned to its CPU.
+    #[error("cannot pin to CPU {cpu}")]
+    Pin {
+        /// The CPU asked for.
+        cpu: usize,
+        /// What `sched_setaffinity` said.
+        #[source]
+        source: io::Error,
+    },
+    /// The epoll backend's tokio runtime could not be built.
+    #[error("cannot build the tokio runtime")]
+    Runtime(#[source] io::Error),
+    /// The uring backend's glommio executor could not be built.
+    #[error("cannot start the executor on CPU {cpu}{}", hint(locked_memory))]
+    Executor {
+        /// The CPU it was to run on.
+        cpu: usize,
+        /// Set when the kernel ran out of locked memory for it.
+        locked_memory: Option<LockedMemory>,
+        /// What glommio said.
+        #[source]
+        source: io::Error,
+    },
+    /// The shard's completion ring could not be set up.
+    #[error("cannot set up the completion ring{}", hint(locked_memory))]
+    Ring {
+        /// Set when the kernel ran out of locked memory for it.
+        locked_memory: Option<LockedMemory>,
+        /// What `io_uring_setup` said.
+        #[source]
+        source: io::Error,
+    },
+    /// A listening socket could not be adopted by the shard's backend.
+    #[error("cannot adopt the {service} listener on the {backend} backend")]
+    Listener {
+        /// The service it listens for.
+        service: String,
+        /// The backend's name (`uring`, `epoll`).
+        backend: &'static str,
+        /// What the backend said.
+        #[source]
+        source: io::Error,
+    },
+    /// The shard's control socket could not be adopted.
+    #[error("cannot adopt the control socket")]
+    Control(#[source] io::Error),
+    /// The shard's thread panicked before it accepted.
+    #[error("it panicked: {message}")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
+    /// The shard's thread ended before it accepted.
+    #[error("its thread ended")]
+    Ended,
+    /// The shard did not report that it accepts in time.
+    #[error("not ready within {0:?}")]
+    NotReady(Duration),
+}
+
+/// Locked memory a ring could not get: RLIMIT_MEMLOCK, which kernels
+/// before 5.12 charge io_uring rings to, and what it should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockedMemory {
+    /// RLIMIT_MEMLOCK's soft limit now, in bytes (`None`: unlimited).
+    pub limit: Option<u64>,
+    /// What the server's shards need together, in bytes.
+    pub wanted: u64,
+}
+
+impl std::fmt::Display for LockedMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let limit = self
+            .limit
+            .map_or("unlimited".to_string(), |c| (c >> 10).to_string());
+        write!(
+            f,
+            "RLIMIT_MEMLOCK is {limit} KiB, and kernels before 5.12 charge io_uring rings to it; \
+             raise it to at least {} KiB (ulimit -l, LimitMEMLOCK= in the unit)",
+            self.wanted >> 10
+        )
+    }
+}
+
+/// ` (RLIMIT_MEMLOCK is ...)` after what failed, or nothing.
+fn hint(locked_memory: &Option<LockedMemory>) -> String {
+    locked_memory.map_or(String::new(), |m| format!(" ({m})"))
 }
 
 /// One shard's completion ring, as its backend reports it (all zero on

@@ -83,12 +83,14 @@ mod server;
 pub mod systemd;
 mod uring;
 
+pub use backend::{LockedMemory, StartError};
 pub use buf::Buf;
 pub use fs::{DisplayPath, OpenError, RegularFile, Root};
 pub use io::{Connection, Linger, Outcome, ReadError, Reader, TimeoutKind, Timeouts, timeout_kind};
-pub use placement::allowed_cpus;
+pub use placement::{PlacementError, allowed_cpus};
 pub use proto::Protocol;
 pub use server::{
-    Backend, DEFAULT_SHUTDOWN_TIMEOUT, Monitor, ProxyPolicy, RingFigures, Server, ServerBuilder,
-    ServerError, ServiceFigures, ShardFigures, Snapshot, Stopper, Summary, UnknownBackend,
+    Backend, DEFAULT_SHUTDOWN_TIMEOUT, ListenError, Monitor, ProxyPolicy, RingFigures, Server,
+    ServerBuilder, ServerError, ServiceFigures, ShardDeath, ShardFigures, Snapshot, Stopper,
+    Summary, UnknownBackend,
 };

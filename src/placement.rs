@@ -7,6 +7,33 @@
 
 use std::io;
 
+/// Why the shards' CPUs cannot be chosen. It says what was asked in the
+/// library's terms (a number of cores); a command line maps it to its flag.
+#[derive(Debug, thiserror::Error)]
+pub enum PlacementError {
+    /// The process's affinity mask could not be read.
+    #[error("cannot read this process's CPU affinity")]
+    Affinity(#[source] io::Error),
+    /// The affinity mask allows no CPU.
+    #[error("the process may run on no CPU at all")]
+    NoCpu,
+    /// Zero cores were asked for.
+    #[error("at least one core is needed, and none was asked for")]
+    NoCores,
+    /// More cores were asked for than the process may run on.
+    #[error(
+        "asked for {asked} cores but this process may run on only {} (CPUs {})",
+        allowed.len(),
+        list(allowed)
+    )]
+    TooMany {
+        /// How many cores were asked for.
+        asked: usize,
+        /// The CPUs the process may run on.
+        allowed: Vec<usize>,
+    },
+}
+
 /// The CPUs this process may run on (its `sched_getaffinity` mask), ascending.
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     let set = rustix::thread::sched_getaffinity(None)?;
@@ -16,17 +43,15 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
 }
 
 /// Pick `cores` CPUs from `allowed` (all of them when `None`), one shard each.
-pub fn choose(allowed: &[usize], cores: Option<usize>) -> Result<Vec<usize>, String> {
+pub fn choose(allowed: &[usize], cores: Option<usize>) -> Result<Vec<usize>, PlacementError> {
     match cores {
-        None if allowed.is_empty() => Err("the process may run on no CPU at all".into()),
+        None if allowed.is_empty() => Err(PlacementError::NoCpu),
         None => Ok(allowed.to_vec()),
-        Some(0) => Err("--cores must be at least 1".into()),
-        Some(n) if n > allowed.len() => Err(format!(
-            "asked for {n} cores but this process may run on only {} (CPUs {}); \
-             lower --cores or widen the affinity (taskset, cgroup cpuset)",
-            allowed.len(),
-            list(allowed)
-        )),
+        Some(0) => Err(PlacementError::NoCores),
+        Some(n) if n > allowed.len() => Err(PlacementError::TooMany {
+            asked: n,
+            allowed: allowed.to_vec(),
+        }),
         Some(n) => Ok(allowed[..n].to_vec()),
     }
 }
@@ -52,8 +77,31 @@ mod tests {
     #[test]
     fn refuses_more_cores_than_allowed() {
         let err = choose(&[0], Some(2)).unwrap_err();
-        assert!(err.contains("only 1 (CPUs 0)"), "{err}");
-        assert!(choose(&[0], Some(0)).is_err());
+        assert!(
+            matches!(&err, PlacementError::TooMany { asked: 2, allowed } if allowed == &[0]),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "asked for 2 cores but this process may run on only 1 (CPUs 0)"
+        );
+        assert!(matches!(
+            choose(&[0], Some(0)),
+            Err(PlacementError::NoCores)
+        ));
+        assert!(matches!(choose(&[], None), Err(PlacementError::NoCpu)));
+    }
+
+    #[test]
+    fn the_library_names_no_flag() {
+        let errors = [
+            choose(&[0], Some(0)).unwrap_err(),
+            choose(&[0], Some(9)).unwrap_err(),
+            choose(&[], None).unwrap_err(),
+        ];
+        for e in errors {
+            assert!(!e.to_string().contains("--"), "{e}");
+        }
     }
 
     #[test]

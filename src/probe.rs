@@ -29,6 +29,188 @@ const OPCODES: &[(&str, u8)] = &[
     ("PROVIDE_BUFFERS", opcode::ProvideBuffers::CODE),
 ];
 
+/// The `kernel.io_uring_disabled` sysctl (Linux 6.6): who may set up a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoUringDisabled {
+    /// `0`: every process may.
+    Allowed,
+    /// `1`: only processes in the group `kernel.io_uring_group` names (and
+    /// those with `CAP_SYS_ADMIN`).
+    GroupOnly,
+    /// `2`: no process may.
+    Disabled,
+}
+
+impl IoUringDisabled {
+    /// The sysctl's value as `/proc/sys/kernel/io_uring_disabled` holds it;
+    /// `None` for anything but `0`, `1` or `2`.
+    pub fn parse(value: &str) -> Option<IoUringDisabled> {
+        match value.trim() {
+            "0" => Some(IoUringDisabled::Allowed),
+            "1" => Some(IoUringDisabled::GroupOnly),
+            "2" => Some(IoUringDisabled::Disabled),
+            _ => None,
+        }
+    }
+
+    /// The sysctl's number: 0, 1 or 2.
+    pub fn value(self) -> u8 {
+        match self {
+            IoUringDisabled::Allowed => 0,
+            IoUringDisabled::GroupOnly => 1,
+            IoUringDisabled::Disabled => 2,
+        }
+    }
+}
+
+/// A process's seccomp mode, as `Seccomp:` in `/proc/<pid>/status` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seccomp {
+    /// `0`: no seccomp.
+    Disabled,
+    /// `1`: strict mode (read, write, exit and sigreturn only).
+    Strict,
+    /// `2`: a filter decides each system call (what containers install).
+    Filter,
+}
+
+impl Seccomp {
+    /// The mode on the `Seccomp:` line of a `/proc/<pid>/status` text;
+    /// `None` when there is no such line or its value is unknown.
+    pub fn from_status(status: &str) -> Option<Seccomp> {
+        let value = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))?
+            .trim();
+        match value {
+            "0" => Some(Seccomp::Disabled),
+            "1" => Some(Seccomp::Strict),
+            "2" => Some(Seccomp::Filter),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Seccomp {
+    /// `0 (none)`, `1 (strict)` or `2 (filter)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Seccomp::Disabled => "0 (none)",
+            Seccomp::Strict => "1 (strict)",
+            Seccomp::Filter => "2 (filter)",
+        })
+    }
+}
+
+/// What a shard's completion ring gets on this kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RingFeatures {
+    /// `IORING_SETUP_SINGLE_ISSUER` (Linux 6.0): only the shard's thread submits.
+    pub single_issuer: bool,
+    /// `IORING_SETUP_COOP_TASKRUN` with `TASKRUN_FLAG` (Linux 5.19):
+    /// completion work waits for the thread's next kernel entry.
+    pub coop_taskrun: bool,
+    /// A provided-buffer ring is registered (Linux 5.19): receives land in
+    /// the shard's buffers while a connection's own is empty.
+    pub provided_buffers: bool,
+}
+
+impl From<crate::ring::Features> for RingFeatures {
+    fn from(f: crate::ring::Features) -> RingFeatures {
+        RingFeatures {
+            single_issuer: f.single_issuer,
+            coop_taskrun: f.coop_taskrun,
+            provided_buffers: f.provided_buffers,
+        }
+    }
+}
+
+/// Why the uring backend cannot start in this process: what to do about
+/// it, and, when `io_uring_setup` refused, the OS error as the
+/// [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// RLIMIT_MEMLOCK is below glommio's minimum and cannot be raised to it.
+    #[error(
+        "the uring backend cannot start here: RLIMIT_MEMLOCK is {} KiB (hard limit {} KiB) \
+         and glommio needs at least {} KiB: raise it (ulimit -l, LimitMEMLOCK=), or use the \
+         epoll backend",
+        soft.unwrap_or(0) >> 10,
+        hard.unwrap_or(0) >> 10,
+        needed >> 10
+    )]
+    Memlock {
+        /// The soft limit, in bytes (`None`: unlimited).
+        soft: Option<u64>,
+        /// The hard limit, in bytes (`None`: unlimited).
+        hard: Option<u64>,
+        /// What glommio needs, in bytes.
+        needed: u64,
+    },
+    /// `io_uring_setup` failed.
+    #[error("io_uring is unavailable here: {refusal}")]
+    Setup {
+        /// What the failure means here.
+        refusal: Refusal,
+        /// What `io_uring_setup` returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Unavailable {
+    /// The whole sentence for a log line, the OS error in parentheses.
+    pub(crate) fn sentence(&self) -> String {
+        match self {
+            Unavailable::Memlock { .. } => self.to_string(),
+            Unavailable::Setup { source, .. } => format!("{self} ({source})"),
+        }
+    }
+}
+
+/// What an `io_uring_setup` failure means in this process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// `ENOSYS` under a seccomp filter: the filter blocks the call.
+    #[error(
+        "io_uring_setup is blocked by this process's seccomp filter (containers often do this; \
+         allow io_uring_setup/io_uring_enter/io_uring_register, or use the epoll backend)"
+    )]
+    SeccompBlocked,
+    /// `ENOSYS`: the kernel has no io_uring.
+    #[error("the kernel ({kernel}) has no io_uring (Linux 5.1+ needed; ringlet wants 5.10+)")]
+    NoIoUring {
+        /// `uname -r`.
+        kernel: String,
+    },
+    /// `EPERM` with `kernel.io_uring_disabled=2`.
+    #[error("io_uring is disabled system-wide by the sysctl kernel.io_uring_disabled=2")]
+    DisabledSystemWide,
+    /// `EPERM` with `kernel.io_uring_disabled=1`.
+    #[error(
+        "kernel.io_uring_disabled=1 allows io_uring only to the group in kernel.io_uring_group"
+    )]
+    GroupOnly,
+    /// `EPERM` under a seccomp filter.
+    #[error(
+        "io_uring_setup is refused by this process's seccomp filter (containers often do this; \
+         allow it, or use the epoll backend)"
+    )]
+    SeccompRefused,
+    /// `EPERM` otherwise.
+    #[error("io_uring_setup was refused (EPERM): a security policy forbids it")]
+    Forbidden,
+    /// `ENOMEM`: no locked memory for a ring.
+    #[error("not enough locked memory for a ring: raise RLIMIT_MEMLOCK (ulimit -l, LimitMEMLOCK=)")]
+    LockedMemory,
+    /// Any other error.
+    #[error("io_uring_setup failed unexpectedly")]
+    Unexpected,
+}
+
 /// Everything the probe found.
 #[derive(Debug)]
 pub struct Report {
@@ -36,10 +218,12 @@ pub struct Report {
     pub kernel: String,
     /// The kernel version as (major, minor), when it parses.
     pub version: Option<(u32, u32)>,
-    /// `kernel.io_uring_disabled` (0, 1 or 2); `None` on kernels without it.
-    pub io_uring_disabled: Option<String>,
-    /// The `Seccomp:` mode of this process (0 none, 1 strict, 2 filter).
-    pub seccomp: Option<String>,
+    /// The `kernel.io_uring_disabled` sysctl; `None` where it cannot be
+    /// read (kernels before 6.6 have none, and `/proc/sys` may be hidden).
+    pub io_uring_disabled: Option<IoUringDisabled>,
+    /// This process's seccomp mode (`Seccomp:` in `/proc/self/status`);
+    /// `None` where it cannot be read.
+    pub seccomp: Option<Seccomp>,
     /// The result of a real `io_uring_setup`.
     pub setup: Result<(), io::Error>,
     /// Each opcode and whether the kernel supports it (empty when setup failed).
@@ -48,9 +232,8 @@ pub struct Report {
     pub setup_flags: Vec<(&'static str, bool)>,
     /// Whether a provided-buffer ring could be registered (Linux 5.19).
     pub buffer_ring: bool,
-    /// The setup flags a shard's ring gets here (`None`: no ring could be
-    /// built).
-    pub ring: Option<crate::ring::Features>,
+    /// What a shard's ring gets here (`None`: no ring could be built).
+    pub ring: Option<RingFeatures>,
     /// RLIMIT_MEMLOCK soft and hard, in bytes (`None`: unlimited).
     pub memlock: (Option<u64>, Option<u64>),
     /// The CPUs this process may run on.
@@ -73,16 +256,13 @@ impl Report {
         let version = parse_version(&kernel);
         let io_uring_disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
             .ok()
-            .map(|s| s.trim().to_string());
+            .and_then(|s| IoUringDisabled::parse(&s));
         let seccomp = std::fs::read_to_string("/proc/self/status")
             .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
-            });
+            .and_then(|s| Seccomp::from_status(&s));
         let ring = crate::ring::Ring::with_buffers(8, 1, 4096)
             .ok()
-            .map(|r| r.features());
+            .map(|r| RingFeatures::from(r.features()));
         let buffer_ring = ring.is_some_and(|f| f.provided_buffers);
         let (setup, opcodes) = match IoUring::new(4) {
             Ok(ring) => {
@@ -127,60 +307,42 @@ impl Report {
     /// glommio refuses to build an executor when RLIMIT_MEMLOCK is below
     /// its minimum; the start raises the soft limit up to the hard one
     /// (root may raise both). Says why when neither can reach it.
-    fn memlock_too_low(&self) -> Option<String> {
+    fn memlock_too_low(&self) -> Option<Unavailable> {
         let (soft, hard) = self.memlock;
-        let min = GLOMMIO_MEMLOCK_MIN;
-        let reachable = soft.is_none_or(|s| s >= min)
-            || hard.is_none_or(|h| h >= min)
+        let needed = GLOMMIO_MEMLOCK_MIN;
+        let reachable = soft.is_none_or(|s| s >= needed)
+            || hard.is_none_or(|h| h >= needed)
             || rustix::process::geteuid().is_root();
-        (!reachable).then(|| {
-            format!(
-                "RLIMIT_MEMLOCK is {} KiB (hard limit {} KiB) and glommio needs at least {} KiB: \
-                 raise it (ulimit -l, LimitMEMLOCK=), or use --backend epoll",
-                soft.unwrap_or(0) >> 10,
-                hard.unwrap_or(0) >> 10,
-                min >> 10
-            )
-        })
+        (!reachable).then_some(Unavailable::Memlock { soft, hard, needed })
     }
 
-    /// Why the uring backend cannot start, in one sentence; `None` if it can.
-    pub fn why_not(&self) -> Option<String> {
+    /// Why the uring backend cannot start; `None` if it can.
+    pub fn why_not(&self) -> Option<Unavailable> {
         if let Some(why) = self.memlock_too_low() {
-            return Some(format!("the uring backend cannot start here: {why}"));
+            return Some(why);
         }
         let e = self.setup.as_ref().err()?;
-        let disabled = self.io_uring_disabled.as_deref();
-        let filtered = self.seccomp.as_deref() == Some("2");
-        let why = match e.raw_os_error() {
-            Some(libc::ENOSYS) if filtered => {
-                "io_uring_setup is blocked by this process's seccomp filter (containers often do this; \
-                 allow io_uring_setup/io_uring_enter/io_uring_register, or use --backend epoll)"
-                    .to_string()
-            }
-            Some(libc::ENOSYS) => format!(
-                "the kernel ({}) has no io_uring (Linux 5.1+ needed; ringlet wants 5.10+)",
-                self.kernel
-            ),
-            Some(libc::EPERM) if disabled == Some("2") => {
-                "io_uring is disabled system-wide by the sysctl kernel.io_uring_disabled=2".into()
-            }
-            Some(libc::EPERM) if disabled == Some("1") => {
-                "kernel.io_uring_disabled=1 allows io_uring only to the group in kernel.io_uring_group"
-                    .into()
-            }
-            Some(libc::EPERM) if filtered => {
-                "io_uring_setup is refused by this process's seccomp filter (containers often do this; \
-                 allow it, or use --backend epoll)"
-                    .into()
-            }
-            Some(libc::EPERM) => "io_uring_setup was refused (EPERM): a security policy forbids it".into(),
-            Some(libc::ENOMEM) => {
-                "not enough locked memory for a ring: raise RLIMIT_MEMLOCK (ulimit -l, LimitMEMLOCK=)".into()
-            }
-            _ => "io_uring_setup failed unexpectedly".into(),
+        let filtered = self.seccomp == Some(Seccomp::Filter);
+        let refusal = match e.raw_os_error() {
+            Some(libc::ENOSYS) if filtered => Refusal::SeccompBlocked,
+            Some(libc::ENOSYS) => Refusal::NoIoUring {
+                kernel: self.kernel.clone(),
+            },
+            Some(libc::EPERM) => match self.io_uring_disabled {
+                Some(IoUringDisabled::Disabled) => Refusal::DisabledSystemWide,
+                Some(IoUringDisabled::GroupOnly) => Refusal::GroupOnly,
+                _ if filtered => Refusal::SeccompRefused,
+                _ => Refusal::Forbidden,
+            },
+            Some(libc::ENOMEM) => Refusal::LockedMemory,
+            _ => Refusal::Unexpected,
         };
-        Some(format!("io_uring is unavailable here: {why} ({e})"))
+        // The report keeps its own error; the verdict gets an equal one.
+        let source = match e.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(e.kind(), e.to_string()),
+        };
+        Some(Unavailable::Setup { refusal, source })
     }
 }
 
@@ -318,21 +480,15 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "io_uring_disabled:   {}",
-            self.io_uring_disabled
-                .as_deref()
-                .unwrap_or("(not readable: no such sysctl before Linux 6.6, or /proc/sys hidden)")
+            self.io_uring_disabled.map_or(
+                "(not readable: no such sysctl before Linux 6.6, or /proc/sys hidden)".to_string(),
+                |d| d.value().to_string()
+            )
         )?;
-        writeln!(
-            f,
-            "seccomp mode:        {}",
-            match self.seccomp.as_deref() {
-                Some("0") => "0 (none)",
-                Some("1") => "1 (strict)",
-                Some("2") => "2 (filter)",
-                Some(other) => other,
-                None => "unknown",
-            }
-        )?;
+        match self.seccomp {
+            Some(mode) => writeln!(f, "seccomp mode:        {mode}")?,
+            None => writeln!(f, "seccomp mode:        unknown")?,
+        }
         match &self.setup {
             Ok(()) => writeln!(f, "io_uring_setup:      allowed")?,
             Err(e) => writeln!(f, "io_uring_setup:      refused: {e}")?,
@@ -384,7 +540,7 @@ impl fmt::Display for Report {
         )?;
         match self.why_not() {
             None => writeln!(f, "verdict:             the uring backend can start"),
-            Some(why) => writeln!(f, "verdict:             {why}"),
+            Some(why) => writeln!(f, "verdict:             {}", why.sentence()),
         }
     }
 }
@@ -403,11 +559,113 @@ mod tests {
     #[test]
     fn explains_a_seccomp_refusal() {
         let mut r = Report::gather();
+        r.memlock = (None, None);
         r.setup = Err(io::Error::from_raw_os_error(libc::ENOSYS));
-        r.seccomp = Some("2".into());
+        r.seccomp = Some(Seccomp::Filter);
         let why = r.why_not().unwrap();
-        assert!(why.contains("seccomp filter"), "{why}");
+        assert!(
+            matches!(
+                &why,
+                Unavailable::Setup {
+                    refusal: Refusal::SeccompBlocked,
+                    ..
+                }
+            ),
+            "{why:?}"
+        );
+        assert!(why.to_string().contains("seccomp filter"), "{why}");
+        // The OS error is the source, not part of the message.
+        let source = std::error::Error::source(&why).unwrap();
+        let os = source.downcast_ref::<io::Error>().unwrap();
+        assert_eq!(os.raw_os_error(), Some(libc::ENOSYS));
+        assert!(!why.to_string().contains("os error"), "{why}");
+        assert!(
+            why.sentence().ends_with(&format!("({os})")),
+            "{}",
+            why.sentence()
+        );
+        r.seccomp = Some(Seccomp::Disabled);
+        assert!(matches!(
+            r.why_not(),
+            Some(Unavailable::Setup {
+                refusal: Refusal::NoIoUring { .. },
+                ..
+            })
+        ));
         r.setup = Ok(());
         assert!(r.why_not().is_none());
+    }
+
+    #[test]
+    fn an_eperm_is_explained_by_the_sysctl_first() {
+        let mut r = Report::gather();
+        r.memlock = (None, None);
+        r.setup = Err(io::Error::from_raw_os_error(libc::EPERM));
+        r.seccomp = Some(Seccomp::Filter);
+        let refusal = |r: &Report| match r.why_not() {
+            Some(Unavailable::Setup { refusal, .. }) => refusal,
+            other => panic!("{other:?}"),
+        };
+        r.io_uring_disabled = Some(IoUringDisabled::Disabled);
+        assert_eq!(refusal(&r), Refusal::DisabledSystemWide);
+        r.io_uring_disabled = Some(IoUringDisabled::GroupOnly);
+        assert_eq!(refusal(&r), Refusal::GroupOnly);
+        r.io_uring_disabled = Some(IoUringDisabled::Allowed);
+        assert_eq!(refusal(&r), Refusal::SeccompRefused);
+        r.seccomp = None;
+        assert_eq!(refusal(&r), Refusal::Forbidden);
+    }
+
+    #[test]
+    fn a_memlock_limit_out_of_reach_names_what_to_raise_and_no_flag() {
+        if rustix::process::geteuid().is_root() {
+            return; // root may raise it: never too low
+        }
+        let mut r = Report::gather();
+        r.memlock = (Some(256 << 10), Some(256 << 10));
+        let why = r.why_not().unwrap();
+        let text = why.to_string();
+        assert!(matches!(why, Unavailable::Memlock { .. }), "{why:?}");
+        assert!(text.contains("RLIMIT_MEMLOCK is 256 KiB"), "{text}");
+        assert!(text.contains("glommio needs at least 512 KiB"), "{text}");
+        assert!(!text.contains("--"), "{text}");
+    }
+
+    #[test]
+    fn parses_the_seccomp_line_of_a_status() {
+        let status = "Name:\tcat\nNoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t1\n";
+        assert_eq!(Seccomp::from_status(status), Some(Seccomp::Filter));
+        assert_eq!(
+            Seccomp::from_status("Seccomp:\t0\n"),
+            Some(Seccomp::Disabled)
+        );
+        assert_eq!(Seccomp::from_status("Seccomp:  1"), Some(Seccomp::Strict));
+        assert_eq!(Seccomp::from_status("Seccomp:\t7\n"), None);
+        assert_eq!(Seccomp::from_status("Name:\tcat\n"), None);
+        // `Seccomp_filters:` is not the mode.
+        assert_eq!(Seccomp::from_status("Seccomp_filters:\t2\n"), None);
+        assert_eq!(Seccomp::Filter.to_string(), "2 (filter)");
+        assert_eq!(Seccomp::Disabled.to_string(), "0 (none)");
+        // This process's own status has the line.
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(Seccomp::from_status(&own).is_some());
+    }
+
+    #[test]
+    fn parses_the_io_uring_disabled_sysctl() {
+        assert_eq!(
+            IoUringDisabled::parse("0\n"),
+            Some(IoUringDisabled::Allowed)
+        );
+        assert_eq!(
+            IoUringDisabled::parse("1"),
+            Some(IoUringDisabled::GroupOnly)
+        );
+        assert_eq!(
+            IoUringDisabled::parse("2\n"),
+            Some(IoUringDisabled::Disabled)
+        );
+        assert_eq!(IoUringDisabled::parse("x"), None);
+        assert_eq!(IoUringDisabled::Disabled.value(), 2);
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, UnixStream};
 
-use crate::backend::{Runtime, ShardConfig};
+use crate::backend::{Runtime, ShardConfig, StartError};
 use crate::io::Timeouts;
 
 mod conn;
@@ -41,12 +41,12 @@ impl Runtime for Epoll {
         config: ShardConfig,
         _setup: (),
         main: impl FnOnce(Rc<Self>) -> F + 'static,
-    ) -> Result<(), String> {
+    ) -> Result<(), StartError> {
         pin_to(config.cpu)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot build the tokio runtime: {e}"))?;
+            .map_err(StartError::Runtime)?;
         let shard = Rc::new(Epoll {
             timeouts: config.timeouts,
         });
@@ -89,9 +89,28 @@ impl Runtime for Epoll {
     }
 }
 
-fn pin_to(cpu: usize) -> Result<(), String> {
+fn pin_to(cpu: usize) -> Result<(), StartError> {
     let mut set = rustix::thread::CpuSet::new();
     set.set(cpu);
-    rustix::thread::sched_setaffinity(None, &set)
-        .map_err(|e| format!("cannot pin to CPU {cpu}: {e}"))
+    rustix::thread::sched_setaffinity(None, &set).map_err(|e| StartError::Pin {
+        cpu,
+        source: e.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_cpu_out_of_reach_fails_with_the_os_error_as_source() {
+        let err = pin_to(rustix::thread::CpuSet::MAX_CPU - 1).unwrap_err();
+        assert!(matches!(err, StartError::Pin { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("cannot pin to CPU"), "{err}");
+        let source = err.source().expect("a source");
+        let os = source.downcast_ref::<io::Error>().expect("an io::Error");
+        assert_eq!(os.raw_os_error(), Some(libc::EINVAL));
+    }
 }

@@ -130,7 +130,7 @@ pub(super) fn resolve(asked: Backend) -> Result<Backend, ServerError> {
         None => Ok(Backend::Uring),
         Some(why) if asked != Backend::Auto => Err(ServerError::IoUring(why)),
         Some(why) => {
-            warn!("{why}; falling back to the epoll backend");
+            warn!("{}; falling back to the epoll backend", why.sentence());
             Ok(Backend::Epoll)
         }
     }

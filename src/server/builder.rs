@@ -4,7 +4,6 @@
 //! shards on the chosen backend and returns a running [`Server`] once all of
 //! them accept.
 
-use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -14,13 +13,13 @@ use std::time::Duration;
 
 use super::backends::{self, Backend, Handlers};
 use super::control::{ShardListener, ShardSpec};
-use super::error::ServerError;
+use super::error::{ListenError, ServerError};
 use super::monitor::Monitor;
 use super::proxied::ProxyPolicy;
 use super::supervisor::{Server, Stopper};
 use super::{isolate, listener};
 use crate::io::{Linger, Timeouts};
-use crate::placement;
+use crate::placement::{self, PlacementError};
 use crate::proto::Protocol;
 
 /// How long live connections may finish after a stop, by default.
@@ -219,8 +218,8 @@ impl ServerBuilder {
         if self.services.is_empty() {
             return Err(ServerError::NoServices);
         }
-        let allowed = placement::allowed_cpus()?;
-        let cpus = placement::choose(&allowed, self.cores).map_err(ServerError::Placement)?;
+        let allowed = placement::allowed_cpus().map_err(PlacementError::Affinity)?;
+        let cpus = placement::choose(&allowed, self.cores)?;
         let backend = backends::resolve(self.backend)?;
         isolate::install_panic_hook();
 
@@ -300,7 +299,7 @@ impl ServerBuilder {
                         listener::bind_shards(*addr, shards).map_err(|e| ServerError::Bind {
                             service: svc.name.clone(),
                             addr: *addr,
-                            reason: listener::explain(&e),
+                            source: ListenError::from_os(e),
                         })?;
                     for fd in &fds {
                         handover.push((svc.name.clone(), fd.try_clone()?));
@@ -309,11 +308,9 @@ impl ServerBuilder {
                 }
                 Source::Inherited(fds) => {
                     let (per_shard_fds, actual, shared) = listener::distribute(fds, shards)
-                        .map_err(|e| {
-                            ServerError::Io(io::Error::new(
-                                e.kind(),
-                                format!("the inherited {} socket: {e}", svc.name),
-                            ))
+                        .map_err(|source| ServerError::Inherited {
+                            service: svc.name.clone(),
+                            source,
                         })?;
                     for fd in fds {
                         handover.push((svc.name.clone(), fd.try_clone()?));

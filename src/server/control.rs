@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use super::isolate;
 use super::monitor::{HEARTBEAT, ShardStats};
+use crate::backend::StartError;
 
 /// Control byte: stop accepting and end the shard.
 pub(crate) const STOP: u8 = b'S';
@@ -32,7 +33,7 @@ pub(crate) const PANIC: u8 = b'P';
 #[derive(Debug)]
 pub(crate) enum Event {
     Ready { shard: usize },
-    StartFailed { shard: usize, reason: String },
+    StartFailed { shard: usize, reason: StartError },
     Exited { shard: usize, panic: Option<String> },
     StopRequested,
     CutRequested,

@@ -109,20 +109,6 @@ fn ensure_unowned(addr: SocketAddr) -> io::Result<()> {
     probe.bind(&addr.into())
 }
 
-/// A bind failure in words a user can act on (the OS error once).
-pub fn explain(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::EADDRINUSE) => {
-            "address already in use: another process (maybe another ringlet) listens there".into()
-        }
-        Some(libc::EADDRNOTAVAIL) => "no interface of this machine has that address".into(),
-        Some(libc::EACCES) => {
-            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".into()
-        }
-        _ => e.to_string(),
-    }
-}
-
 fn bind_one(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),

@@ -39,7 +39,7 @@ mod supervisor;
 
 pub use backends::{Backend, UnknownBackend};
 pub use builder::{DEFAULT_SHUTDOWN_TIMEOUT, ServerBuilder};
-pub use error::ServerError;
+pub use error::{ListenError, ServerError, ShardDeath};
 pub use monitor::{Monitor, RingFigures, ServiceFigures, ShardFigures, Snapshot, Summary};
 pub use proxied::ProxyPolicy;
 pub use supervisor::{Server, Stopper};

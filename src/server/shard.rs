@@ -25,7 +25,7 @@ use super::admit::{Admission, Backoff, Permit};
 use super::conn::{self, Handler, Service};
 use super::control::{self, Event, ShardListener, ShardSpec};
 use super::signal::Signal;
-use crate::backend::{Runtime, ShardConfig};
+use crate::backend::{Runtime, ShardConfig, StartError};
 
 /// Start shard `spec.id` on its own thread with backend `R`. It reports
 /// `Ready`, `StartFailed` or `Exited` on the event channel.
@@ -64,7 +64,7 @@ struct Shard<R: Runtime> {
 }
 
 async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
-    let fail = |reason: String| {
+    let fail = |reason: StartError| {
         let _ = spec.events.send(Event::StartFailed {
             shard: spec.id,
             reason,
@@ -112,10 +112,11 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
         let listener = match rt.listener(fd, !shared && !capped) {
             Ok(l) => l,
             Err(e) => {
-                return fail(format!(
-                    "cannot adopt the {service} listener on the {} backend: {e}",
-                    R::NAME
-                ));
+                return fail(StartError::Listener {
+                    service,
+                    backend: R::NAME,
+                    source: e,
+                });
             }
         };
         let service = Service {
@@ -132,7 +133,7 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
     }
     let mut control = match rt.control(spec.control) {
         Ok(c) => c,
-        Err(e) => return fail(format!("cannot adopt the control socket: {e}")),
+        Err(e) => return fail(StartError::Control(e)),
     };
     let _ = spec.events.send(Event::Ready { shard: spec.id });
     while !control::stops(spec.id, rt.read_control(&mut control).await) {}

@@ -20,8 +20,9 @@ use tracing::{debug, error};
 
 use super::backends::Backend;
 use super::control::{self, Event};
-use super::error::ServerError;
+use super::error::{ServerError, ShardDeath};
 use super::monitor::Monitor;
+use crate::backend::StartError;
 
 /// How long start-up may take before it is called failed.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,13 +110,16 @@ impl Server {
                     deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
                 }
                 Ok(Event::Exited { shard, panic }) if !stopping => {
-                    let reason = panic.unwrap_or_else(|| "its executor returned".into());
-                    error!("shard {shard} died: {reason}");
+                    let cause = match panic {
+                        Some(message) => ShardDeath::Panicked { message },
+                        None => ShardDeath::Returned,
+                    };
+                    error!("shard {shard} died: {cause}");
                     self.stopper.stop();
                     return Err(ServerError::ShardDied {
                         shard,
                         cpu: self.cpus[shard],
-                        reason,
+                        cause,
                     });
                 }
                 Ok(Event::Exited { shard, .. }) => {
@@ -156,15 +160,21 @@ impl Server {
                     ready += 1;
                     continue;
                 }
-                Ok(Event::StartFailed { shard, reason }) => ServerError::Start { shard, reason },
+                Ok(Event::StartFailed { shard, reason }) => ServerError::Start {
+                    shard,
+                    source: reason,
+                },
                 Ok(Event::Exited { shard, panic }) => ServerError::Start {
                     shard,
-                    reason: panic.unwrap_or_else(|| "its thread ended".into()),
+                    source: match panic {
+                        Some(message) => StartError::Panicked { message },
+                        None => StartError::Ended,
+                    },
                 },
                 Ok(Event::StopRequested | Event::CutRequested) => continue,
                 Err(_) => ServerError::Start {
                     shard: ready,
-                    reason: format!("not ready within {START_TIMEOUT:?}"),
+                    source: StartError::NotReady(START_TIMEOUT),
                 },
             };
             self.stopper.stop();

@@ -7,12 +7,14 @@
 //! memory cgroup). Before any executor is built, this raises the soft limit
 //! toward what the shards need when the hard limit allows (one INFO line);
 //! when it cannot, it says nothing: a shard whose rings then cannot be set
-//! up fails to start, and [`explain`] turns that error into what to raise.
+//! up fails to start, and [`shortfall`] says what to raise.
 
 use std::io;
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tracing::info;
+
+use crate::backend::LockedMemory;
 
 /// Registered-buffer bytes each glommio executor gets: the least it takes.
 /// ringlet does not use them.
@@ -63,19 +65,13 @@ pub fn io_memory_per_shard(shards: usize) -> usize {
     IO_MEMORY
 }
 
-/// `e`, from setting up a shard's executor or ring, with what to raise when
-/// it is the locked-memory limit that refused.
-pub fn explain(e: &io::Error, shards: usize) -> String {
-    if e.raw_os_error() != Some(libc::ENOMEM) {
-        return e.to_string();
-    }
-    let current = getrlimit(Resource::Memlock).current;
-    format!(
-        "{e}: RLIMIT_MEMLOCK is {} KiB, and kernels before 5.12 charge io_uring rings to it; \
-         raise it to at least {} KiB (ulimit -l, LimitMEMLOCK= in the unit)",
-        current.map_or("unlimited".to_string(), |c| (c >> 10).to_string()),
-        wanted(shards) >> 10
-    )
+/// What to raise when `e`, from setting up a shard's executor or ring, is
+/// the locked-memory limit refusing (`ENOMEM`); `None` for any other error.
+pub fn shortfall(e: &io::Error, shards: usize) -> Option<LockedMemory> {
+    (e.raw_os_error() == Some(libc::ENOMEM)).then(|| LockedMemory {
+        limit: getrlimit(Resource::Memlock).current,
+        wanted: wanted(shards),
+    })
 }
 
 #[cfg(test)]
@@ -83,10 +79,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn explains_enomem_and_passes_other_errors_through() {
+    fn names_the_shortfall_for_enomem_only() {
         let other = io::Error::from_raw_os_error(libc::EPERM);
-        assert_eq!(explain(&other, 2), other.to_string());
-        let text = explain(&io::Error::from_raw_os_error(libc::ENOMEM), 4);
+        assert_eq!(shortfall(&other, 2), None);
+        let short = shortfall(&io::Error::from_raw_os_error(libc::ENOMEM), 4).unwrap();
+        assert_eq!(short.wanted, 4096 << 10);
+        let text = short.to_string();
         assert!(text.contains("RLIMIT_MEMLOCK is"), "{text}");
         assert!(text.contains("at least 4096 KiB"), "{text}");
     }

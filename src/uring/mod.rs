@@ -26,7 +26,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::info;
 
-use crate::backend::{RingFigures, Runtime, ShardConfig};
+use crate::backend::{RingFigures, Runtime, ShardConfig, StartError};
 use crate::buf::Buf;
 use crate::io::Timeouts;
 use crate::ring::deadline::Deadlines;
@@ -86,25 +86,24 @@ impl Runtime for Uring {
         config: ShardConfig,
         io_memory: usize,
         main: impl FnOnce(Rc<Self>) -> F + 'static,
-    ) -> Result<(), String> {
+    ) -> Result<(), StartError> {
         let executor = LocalExecutorBuilder::new(Placement::Fixed(config.cpu))
             .name(&format!("ringlet-{}", config.id))
             .io_memory(io_memory)
             .preempt_timer(PREEMPT)
             .make()
             .map_err(|e| {
-                format!(
-                    "cannot start the executor on CPU {}: {}",
-                    config.cpu,
-                    memlock::explain(&io::Error::from(e), config.shards)
-                )
+                let source = io::Error::from(e);
+                StartError::Executor {
+                    cpu: config.cpu,
+                    locked_memory: memlock::shortfall(&source, config.shards),
+                    source,
+                }
             })?;
         executor.run(async move {
-            let ring = Ring::new(RING_ENTRIES).map_err(|e| {
-                format!(
-                    "cannot set up the completion ring: {}",
-                    memlock::explain(&e, config.shards)
-                )
+            let ring = Ring::new(RING_ENTRIES).map_err(|source| StartError::Ring {
+                locked_memory: memlock::shortfall(&source, config.shards),
+                source,
             })?;
             let rt = Rc::new(Uring {
                 ring: ring.clone(),
