@@ -12,6 +12,12 @@ use crate::ring::Ring;
 use crate::ring::deadline::Deadlines;
 use crate::ring::op::RecvProvided;
 
+/// Nothing is in flight and every provided buffer is back with the kernel.
+fn all_back(ring: &Ring) {
+    assert_eq!(ring.in_flight(), 0, "slots leaked");
+    assert_eq!(ring.buffers().unwrap().out(), 0, "buffers leaked");
+}
+
 #[test]
 fn a_provided_buffer_carries_the_bytes_and_goes_back_when_dropped() {
     run(|ring| async move {
@@ -38,8 +44,7 @@ fn a_provided_buffer_carries_the_bytes_and_goes_back_when_dropped() {
         let eof = recv(4096).await.unwrap();
         assert_eq!(eof.bytes(), b"", "end of stream");
         drop(eof);
-        assert_eq!(ring.buffers().unwrap().out(), 0);
-        assert_eq!(ring.in_flight(), 0);
+        all_back(&ring);
     });
 }
 
@@ -69,8 +74,7 @@ fn a_provided_receive_times_out_holding_nothing() {
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
         assert!(Instant::now() >= at, "timed out early");
         settle(&ring).await;
-        assert_eq!(ring.in_flight(), 0);
-        assert_eq!(ring.buffers().unwrap().out(), 0);
+        all_back(&ring);
         drop(watch);
         assert_eq!(deadlines.watched(), 0, "a dropped watch stays registered");
     });
@@ -102,8 +106,7 @@ fn out_of_provided_buffers_is_enobufs_and_nothing_leaks() {
             let got = recv(&pairs[2].0).await.unwrap();
             assert_eq!(got.bytes(), b"data");
             drop(got);
-            assert_eq!(ring.buffers().unwrap().out(), 0);
-            assert_eq!(ring.in_flight(), 0);
+            all_back(&ring);
         },
     );
 }
@@ -127,8 +130,7 @@ fn dropped_provided_receives_give_every_buffer_back() {
             sleep(&ring, Duration::from_millis(50)).await;
             drop(pending);
             settle(&ring).await;
-            assert_eq!(ring.in_flight(), 0, "slots leaked");
-            assert_eq!(ring.buffers().unwrap().out(), 0, "buffers leaked");
+            all_back(&ring);
             // And the kernel really has them all again.
             let fresh: Vec<_> = (0..count).map(|_| pair()).collect();
             let mut held = Vec::new();
