@@ -339,7 +339,7 @@ impl RegularFile {
     }
 
     /// Give up the descriptor, for a backend that takes ownership of it.
-    pub fn into_fd(self) -> OwnedFd {
+    pub(crate) fn into_fd(self) -> OwnedFd {
         self.fd
     }
 }
