@@ -54,6 +54,12 @@ thread_local! {
 }
 
 /// A fixed-size, owned byte buffer with a filled front part.
+///
+/// A protocol reads what arrived ([`Buf::filled`]), drops what it used
+/// ([`Buf::consume`]) and appends what to send ([`Buf::extend_from_slice`]).
+/// The capacity, chosen once, bounds the connection's memory; how the bytes
+/// get in (the kernel writing into the spare part, a parked buffer's memory
+/// lent back) is the backends' business, and not public.
 #[derive(Debug)]
 pub struct Buf {
     /// Empty while parked or never used; `capacity` bytes otherwise.
@@ -136,7 +142,7 @@ impl Buf {
     /// The unfilled part as ordinary bytes, for a backend to read into
     /// (zeroing whatever part was never written). Follow with
     /// [`Buf::advance`].
-    pub fn spare_mut(&mut self) -> &mut [u8] {
+    pub(crate) fn spare_mut(&mut self) -> &mut [u8] {
         let cap = self.capacity;
         if self.bytes.len() != cap {
             // Fresh zeroed memory (calloc) touches no page until written:
@@ -156,7 +162,7 @@ impl Buf {
 
     /// The unfilled part as a pointer and a length, for the kernel to write
     /// into. Follow with [`Buf::assume_written`].
-    pub fn spare_ptr(&mut self) -> (*mut u8, usize) {
+    pub(crate) fn spare_ptr(&mut self) -> (*mut u8, usize) {
         let at = self.filled;
         let spare = &mut self.memory()[at..];
         (spare.as_mut_ptr().cast(), spare.len())
@@ -167,7 +173,7 @@ impl Buf {
     ///
     /// # Panics
     /// If `n` is more than the spare room.
-    pub fn advance(&mut self, n: usize) {
+    pub(crate) fn advance(&mut self, n: usize) {
         assert!(self.filled + n <= self.capacity, "advance past capacity");
         assert!(
             self.filled + n <= self.init,
@@ -184,7 +190,7 @@ impl Buf {
     ///
     /// # Panics
     /// If `n` is more than the spare room.
-    pub unsafe fn assume_written(&mut self, n: usize) {
+    pub(crate) unsafe fn assume_written(&mut self, n: usize) {
         assert!(self.filled + n <= self.capacity, "advance past capacity");
         self.filled += n;
         self.init = self.init.max(self.filled);
@@ -192,7 +198,7 @@ impl Buf {
 
     /// If nothing is filled, give the memory back to this thread's pool
     /// until the next write: an empty buffer costs nothing while parked.
-    pub fn park(&mut self) {
+    pub(crate) fn park(&mut self) {
         if self.filled == 0 && !self.bytes.is_empty() {
             give(std::mem::take(&mut self.bytes), self.init);
             self.init = 0;
@@ -200,7 +206,8 @@ impl Buf {
     }
 
     /// True while the buffer holds memory (not parked, and used).
-    pub fn holds_memory(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn holds_memory(&self) -> bool {
         !self.bytes.is_empty()
     }
 
