@@ -10,9 +10,12 @@ use std::time::{Duration, SystemTime};
 
 use tracing::debug;
 
-use crate::fs::{DisplayPath, OpenError, RegularFile};
+use crate::fs::{DisplayPath, OpenError, RegularFile, Root};
 use crate::io::{Buf, Connection, Outcome};
-use crate::proto::http::{HeadWriter, HttpServer, Method, Persist, Range, Request, Status, Target};
+use crate::proto::http::head::{Method, Request};
+use crate::proto::http::range::Range;
+use crate::proto::http::response::{HeadWriter, Persist, Target};
+use crate::proto::http::status::Status;
 use crate::proto::window;
 
 /// The `Content-Type` of a status's text body.
@@ -34,52 +37,51 @@ pub(super) struct Reply<'a, C> {
     pub(super) persist: Persist,
 }
 
-impl HttpServer {
-    /// Answer one request: the file, part of it, 304, or why not. The note
-    /// is for the access log, whatever became of the answer.
-    pub(super) async fn answer<C: Connection>(
-        &self,
-        r: &mut Reply<'_, C>,
-        req: &Request,
-    ) -> (Note, io::Result<()>) {
-        let (file, opened) = match self.open(r.conn, &req.path).await {
-            Ok(found) => found,
-            Err(e) => return r.refuse(req, &e).await,
-        };
-        let tags = Tags::of(&file);
-        if tags.fresh(req, &file) {
-            return r.not_modified(&tags).await;
-        }
-        match tags.range(req, file.size()) {
-            Range::Unsatisfiable => r.unsatisfiable(file.size()).await,
-            range => r.file(req, file, &opened, &tags, range).await,
-        }
+/// Answer one request for a file beneath `root`: the file, part of it,
+/// 304, or why not. The note is for the access log, whatever became of the
+/// answer.
+pub(super) async fn answer<C: Connection>(
+    root: &Root,
+    r: &mut Reply<'_, C>,
+    req: &Request,
+) -> (Note, io::Result<()>) {
+    let (file, opened) = match open(root, r.conn, &req.path).await {
+        Ok(found) => found,
+        Err(e) => return r.refuse(req, &e).await,
+    };
+    let tags = Tags::of(&file);
+    if tags.fresh(req, &file) {
+        return r.not_modified(&tags).await;
     }
+    match tags.range(req, file.size()) {
+        Range::Unsatisfiable => r.unsatisfiable(file.size()).await,
+        range => r.file(req, file, &opened, &tags, range).await,
+    }
+}
 
-    /// Open `path`, or for a directory its `index.html` (404 without one).
-    /// Also says which name was opened (for its `Content-Type`).
-    async fn open<'p, C: Connection>(
-        &self,
-        conn: &mut C,
-        path: &'p [u8],
-    ) -> Result<(RegularFile, Cow<'p, [u8]>), OpenError> {
-        match conn.open_file(&self.root, path).await {
-            Ok(file) => Ok((file, Cow::Borrowed(path))),
-            // `/` (the root itself) or any other directory.
-            Err(OpenError::Empty | OpenError::NotRegular("directory")) => {
-                let mut index = path.to_vec();
-                if !index.ends_with(b"/") {
-                    index.push(b'/');
-                }
-                index.extend_from_slice(b"index.html");
-                match conn.open_file(&self.root, &index).await {
-                    Ok(file) => Ok((file, Cow::Owned(index))),
-                    Err(OpenError::NotRegular(_)) => Err(OpenError::NotFound),
-                    Err(e) => Err(e),
-                }
+/// Open `path`, or for a directory its `index.html` (404 without one).
+/// Also says which name was opened (for its `Content-Type`).
+async fn open<'p, C: Connection>(
+    root: &Root,
+    conn: &mut C,
+    path: &'p [u8],
+) -> Result<(RegularFile, Cow<'p, [u8]>), OpenError> {
+    match conn.open_file(root, path).await {
+        Ok(file) => Ok((file, Cow::Borrowed(path))),
+        // `/` (the root itself) or any other directory.
+        Err(OpenError::Empty | OpenError::NotRegular("directory")) => {
+            let mut index = path.to_vec();
+            if !index.ends_with(b"/") {
+                index.push(b'/');
             }
-            Err(e) => Err(e),
+            index.extend_from_slice(b"index.html");
+            match conn.open_file(root, &index).await {
+                Ok(file) => Ok((file, Cow::Owned(index))),
+                Err(OpenError::NotRegular(_)) => Err(OpenError::NotFound),
+                Err(e) => Err(e),
+            }
         }
+        Err(e) => Err(e),
     }
 }
 

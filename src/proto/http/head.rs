@@ -10,7 +10,8 @@
 
 use std::time::SystemTime;
 
-use crate::proto::http::{Persist, Status};
+use crate::proto::http::response::Persist;
+use crate::proto::http::status::Status;
 
 /// The longest request head accepted (request line and headers).
 pub const MAX_HEAD: usize = 8 * 1024;

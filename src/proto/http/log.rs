@@ -7,9 +7,8 @@ use std::time::Instant;
 
 use crate::access::Entry;
 use crate::io::Connection;
-use crate::proto::http::Request;
 use crate::proto::http::answer::Note;
-use crate::proto::http::head::{MAX_HEADERS, Span};
+use crate::proto::http::head::{MAX_HEADERS, Request, Span};
 
 /// What one line says of the request, as sent.
 #[derive(Debug, PartialEq, Eq)]
@@ -109,7 +108,7 @@ fn line<C: Connection>(conn: &C, asked: &Asked<'_>, note: Note, started: Instant
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::http::{Head, parse_head};
+    use crate::proto::http::head::{Head, parse_head};
 
     #[test]
     fn a_parsed_head_logs_what_reading_it_again_would() {

@@ -117,7 +117,7 @@ impl Protocol for HttpServer {
                 out: &mut out,
                 persist,
             };
-            let (note, answered) = self.answer(&mut reply, &req).await;
+            let (note, answered) = answer::answer(&self.root, &mut reply, &req).await;
             log::answered(conn, &buf.filled()[..len], &req, note, started);
             buf.consume(len);
             answered?;

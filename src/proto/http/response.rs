@@ -8,7 +8,7 @@ use std::fmt::{self, Write as _};
 use std::time::SystemTime;
 
 use crate::io::Buf;
-use crate::proto::http::Status;
+use crate::proto::http::status::Status;
 
 /// Where a response head is written.
 pub trait Target {
