@@ -1,5 +1,6 @@
 //! The file streams' tests: one residency question for a head and its
-//! file, and the write-timeout cut of a splice (a reset, never a FIN).
+//! file, the write-timeout cut of a splice (a reset, never a FIN), and the
+//! pipe of a stream dropped mid-splice back in the pool's count.
 
 use std::io::{self, Read as _};
 use std::net::{TcpListener, TcpStream};
@@ -159,4 +160,47 @@ fn a_splice_cut_by_the_write_timeout_resets_at_once() {
     assert_eq!(sent, Err(io::ErrorKind::TimedOut));
     assert!(got < 16 << 20, "{got} bytes");
     assert_eq!(end, "a reset", "after {got} bytes");
+}
+
+/// A stream dropped mid-splice (its connection's task cut) gives its pipe
+/// back to the pool, as one that may hold bytes: closed, and no longer
+/// counted against the shard's pipe budget.
+#[test]
+fn a_stream_dropped_mid_splice_gives_its_pipe_back() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big"), vec![7u8; 4 << 20]).unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::thread::spawn(move || TcpStream::connect(addr).unwrap());
+    let (during, after, in_flight) = run_returning(move |ring| async move {
+        let (sock, _) = listener.accept().unwrap();
+        let pipes = PipePool::for_shard(1);
+        let mut conn = RingConn::accepted(
+            sock.into(),
+            ring.clone(),
+            pipes.clone(),
+            Deadlines::new().watch(),
+            Timeouts::default(),
+            false,
+        )
+        .unwrap();
+        let file = root.open_file(b"big").unwrap();
+        let during = {
+            let mut sending = std::pin::pin!(conn.send_file(file));
+            let first = futures_lite::future::poll_once(sending.as_mut()).await;
+            assert!(first.is_none(), "a 4 MiB splice done in one poll");
+            pipes.live()
+        };
+        drop(conn);
+        let after = pipes.live();
+        let waited = Instant::now();
+        while ring.in_flight() > 0 && waited.elapsed() < Duration::from_secs(20) {
+            let _ = ring.submit(Timeout::new(Duration::from_millis(10))).await;
+        }
+        (during, after, ring.in_flight())
+    });
+    drop(client.join().unwrap());
+    assert_eq!((during, after), (1, 0), "pipes live (during, after)");
+    assert_eq!(in_flight, 0, "operations still in flight");
 }
