@@ -105,7 +105,9 @@ impl Connection for RingConn {
         let (ring, fd, watch) = (&self.sock.ring, &self.sock.fd, &self.sock.watch);
         if buf.is_empty()
             && !self.streaming
-            && let Some(recv) = ring.buffers().map(|b| RecvProvided::new(b, fd, buf.capacity()))
+            && let Some(recv) = ring
+                .buffers()
+                .map(|b| RecvProvided::new(b, fd, buf.capacity()))
         {
             buf.park();
             match watch.run(ring.submit(recv), Instant::now() + limit).await {
