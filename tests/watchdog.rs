@@ -132,11 +132,18 @@ fn watchdog_pings_stop_while_a_shard_is_stalled_or_dead() {
 
         // A dead shard: no pings at all (a loaded machine only delays pings,
         // so their absence over a while proves it).
-        server.inject_shard_panic(0);
-        assert!(server.wait().is_err());
-        assert!(
-            pings(&sock, Duration::from_millis(1200)).is_empty(),
-            "{backend:?}: pings for a dead shard"
-        );
+        // (The fault injection exists with the `internals` feature only:
+        // `.ci/run` runs this file with it.)
+        #[cfg(feature = "internals")]
+        {
+            server.inject_shard_panic(0);
+            assert!(server.wait().is_err());
+            assert!(
+                pings(&sock, Duration::from_millis(1200)).is_empty(),
+                "{backend:?}: pings for a dead shard"
+            );
+        }
+        #[cfg(not(feature = "internals"))]
+        server.stop().unwrap();
     }
 }

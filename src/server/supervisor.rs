@@ -140,9 +140,12 @@ impl Server {
         Ok(())
     }
 
-    #[doc(hidden)]
     /// Fault injection for tests: make shard `shard` panic outside any
-    /// connection, as a bug in the runtime would.
+    /// connection, as a bug in the runtime would. Only with the unstable
+    /// `internals` feature (the supervision tests in `tests/` use it): no
+    /// user's API.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
     pub fn inject_shard_panic(&self, shard: usize) {
         self.stopper.send(Some(shard), control::PANIC);
     }
