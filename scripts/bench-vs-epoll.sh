@@ -17,8 +17,14 @@
 # difference real only when every round agrees), and writes the raw results
 # (JSON lines) and a chart (SVG).
 #
+# Every server is checked before anything is timed: each echo server must
+# echo a short run byte for byte, each HTTP server must serve the test files
+# byte for byte (`ringlet bench`, which checks every message and body, as the
+# timed runs do too).
+#
 # Usage: scripts/bench-vs-epoll.sh [--quick] [--rounds N] [--duration S] [--big-duration S]
-#            [--rate R] [--server NAME='CMD {port}']... [--out DIR]
+#            [--rate R] [--server NAME='CMD {port}']... [--c-echo] [--rust-echo]
+#            [--http] [--only REGEX] [--out DIR]
 #   --quick         fewer cases, 1 round, 1 s runs (about 1 minute)
 #   --rounds N      rounds per case (default 3; 1 with --quick)
 #   --duration S    seconds per run (default 4; 1 with --quick)
@@ -27,26 +33,40 @@
 #                   4 s give one or two requests: CPU per request then moves
 #                   in steps of 50%; 20 s give a figure
 #   --server N='C'  also run echo cases against command C, with {port}
-#                   replaced by the port it must listen on (line echo server)
+#                   replaced by the port it must listen on (an echo server:
+#                   every byte back as it came)
 #   --c-echo        also run scripts/c-echo/epoll_echo.c (built with ${CC:-cc} -O2),
 #                   a single-threaded C epoll echo server (echo cases; compare
 #                   on one server core), and where liburing is installed
 #                   (apt-get install liburing-dev) scripts/c-echo/uring_echo.c,
 #                   the floor of a completion ring: as c-uring (DEFER_TASKRUN)
 #                   and c-uring-coop (COOP_TASKRUN, the setup ringlet uses)
+#   --rust-echo     also run the Rust yardsticks (echo cases), built with
+#                   cargo build --release from their own Cargo projects:
+#                   tokio-echo (scripts/tokio-echo: one current_thread tokio
+#                   runtime pinned per server CPU, each with its own
+#                   SO_REUSEPORT listener, reading into 64 KiB and
+#                   write_all-ing it back) and monoio-echo (scripts/monoio-echo:
+#                   monoio's echo example on its IoUringDriver, the same shape).
+#                   The table then also compares uring against each of them
+#                   (and against c-epoll and c-uring with --c-echo)
 #   --rate R        messages per second of the fixed-rate echo cases (default
 #                   20000: light load; near but below saturation, CPU per
 #                   message compares servers that all keep up)
 #   --only REGEX    run only the cases whose name matches REGEX (grep -E)
-#   --http          also the HTTP cases: ringlet-uring, ringlet-epoll and
-#                   nginx (Debian's package, configured here with sendfile on,
-#                   one worker per server CPU), measured by wrk and by
+#   --http          also the HTTP cases: ringlet-uring, ringlet-epoll,
+#                   nginx (Debian's package, configured here with sendfile on
+#                   and tcp_nopush on, one worker per server CPU) and nginx-ofc
+#                   (the same, tuned as nginx's docs advise for static files:
+#                   open_file_cache max=1000 inactive=20s, open_file_cache_valid
+#                   30s, open_file_cache_min_uses 2, open_file_cache_errors on),
+#                   measured by wrk and by
 #                   `ringlet bench file --mode http` (which checks every
 #                   body): 4 KiB, 64 KiB, 1 MiB, the big file warm, and 4 KiB
 #                   beside 4 cold streams (by wrk also with 5 ms between a
 #                   connection's requests: latency at a fixed load rather
 #                   than a saturating closed loop's queue); the table then
-#                   also compares against nginx
+#                   also compares against nginx and against nginx-ofc
 #   --server-cpus N the server (its shards, nginx's workers) on the first N
 #                   CPUs, the clients on all the others (default: half). With
 #                   many CPUs, 1 makes the server the bottleneck, where on 2
@@ -57,7 +77,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 rounds="" duration="" big_duration="" out="" extra=() c_echo=0 only="" http=0 ring_only=0 server_n= rate=20000
+quick=0 rounds="" duration="" big_duration="" out="" extra=() c_echo=0 rust_echo=0 only="" http=0 ring_only=0 server_n= rate=20000
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -66,6 +86,7 @@ while [ $# -gt 0 ]; do
     --big-duration) big_duration="$2"; shift ;;
     --server) extra+=("$2"); shift ;;
     --c-echo) c_echo=1 ;;
+    --rust-echo) rust_echo=1 ;;
     --out) out="$2"; shift ;;
     --only) only="$2"; shift ;;
     --rate) rate="$2"; shift ;;
@@ -97,6 +118,21 @@ if [ "$c_echo" = 1 ]; then
     echo "--c-echo: no c-uring (scripts/c-echo/uring_echo.c needs liburing: apt-get install liburing-dev; see $out/uring_echo.build.log)" >&2
   fi
 fi
+if [ "$rust_echo" = 1 ]; then
+  # Stand-alone Cargo projects (not in ringlet's workspace), their versions
+  # fixed by their own Cargo.lock. Each runs one thread per server CPU: it is
+  # started under taskset like every server and takes the first $half CPUs
+  # it may run on.
+  for y in tokio-echo monoio-echo; do
+    echo "== building scripts/$y" >&2
+    if cargo build --release --quiet --locked --manifest-path "scripts/$y/Cargo.toml" \
+         --target-dir "scripts/$y/target" 2> "$out/$y.build.log"; then
+      extra+=("$y=$PWD/scripts/$y/target/release/$y {port} __HALF__")
+    else
+      echo "--rust-echo: scripts/$y did not build, so the table has no $y (see $out/$y.build.log)" >&2
+    fi
+  done
+fi
 
 # CPU halves: server first, client second.
 mapfile -t cpus < <(python3 -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))' 2>/dev/null || seq 0 $(( $(nproc) - 1 )))
@@ -109,6 +145,7 @@ fi
 server_cpus=$(IFS=,; echo "${cpus[*]:0:$half}")
 client_cpus=$(IFS=,; echo "${cpus[*]:$half}")
 client_threads=$(( n - half ))
+extra=("${extra[@]//__HALF__/$half}")
 clk=$(getconf CLK_TCK)
 
 # Data for the file cases.
@@ -167,12 +204,16 @@ if [ "$http" = 1 ]; then
   for t in nginx wrk; do
     command -v "$t" > /dev/null || { echo "--http needs $t: apt-get install nginx wrk" >&2; exit 1; }
   done
-  mkdir -p "$out/nginx"
-  cat > "$out/nginx/nginx.conf" <<NGINX
+  # start_nginx NAME PORT [DIRECTIVES] — one nginx, its config generated
+  # here (in $out/NAME/nginx.conf), with DIRECTIVES added to its http block.
+  start_nginx() {
+    local name=$1 p=$2 tuning=${3:-} dir="$out/$1"
+    mkdir -p "$dir"
+    cat > "$dir/nginx.conf" <<NGINX
 worker_processes $half;
 daemon off;
-pid $out/nginx/nginx.pid;
-error_log $out/nginx/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 events { worker_connections 8192; }
 http {
   access_log off;
@@ -181,18 +222,27 @@ http {
   keepalive_requests 10000000;
   keepalive_timeout 60s;
   default_type application/octet-stream;
-  client_body_temp_path $out/nginx/tmp;
-  proxy_temp_path $out/nginx/tmp;
-  fastcgi_temp_path $out/nginx/tmp;
-  uwsgi_temp_path $out/nginx/tmp;
-  scgi_temp_path $out/nginx/tmp;
-  server { listen 127.0.0.1:17500 reuseport; root $data; }
+  client_body_temp_path $dir/tmp;
+  proxy_temp_path $dir/tmp;
+  fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp;
+  scgi_temp_path $dir/tmp;
+$tuning
+  server { listen 127.0.0.1:$p reuseport; root $data; }
 }
 NGINX
-  taskset -c "$server_cpus" nginx -c "$out/nginx/nginx.conf" -e "$out/nginx/error.log" 2> "$out/server-nginx.log" &
-  pid=$!; pids+=("$pid")
-  wait_port 17500
-  hnames+=(nginx); hpids+=("$pid"); hports+=(17500)
+    taskset -c "$server_cpus" nginx -c "$dir/nginx.conf" -e "$dir/error.log" 2> "$out/server-$name.log" &
+    local pid=$!; pids+=("$pid")
+    wait_port "$p"
+    hnames+=("$name"); hpids+=("$pid"); hports+=("$p")
+  }
+  start_nginx nginx 17500
+  # As nginx's documentation advises for static files: descriptors, sizes
+  # and lookups of the files served kept open and cached in each worker.
+  start_nginx nginx-ofc 17501 '  open_file_cache max=1000 inactive=20s;
+  open_file_cache_valid 30s;
+  open_file_cache_min_uses 2;
+  open_file_cache_errors on;'
 fi
 
 port=17300
@@ -205,6 +255,30 @@ for spec in "${extra[@]}"; do
   names+=("$name"); spids+=("$pid"); eports+=("$port"); fports+=(""); ppids+=(""); pports+=("")
   port=$(( port + 1 ))
 done
+
+# Every server answers correctly before anything is timed: a short echo run
+# (every byte checked) against each echo server, and each test file fetched
+# and compared over HTTP from each HTTP server.
+check() { # WHAT LOG COMMAND...
+  local what=$1 log=$2; shift 2
+  if ! taskset -c "$client_cpus" "$bin" bench "$@" --duration 0.3 --json > /dev/null 2> "$out/check.err"; then
+    echo "$what did not answer correctly, so nothing is timed:" >&2
+    cat "$out/check.err" >&2
+    echo "(its log: $log)" >&2
+    exit 1
+  fi
+}
+for i in "${!names[@]}"; do
+  check "echo server ${names[$i]}" "$out/server-${names[$i]}.log" \
+    echo --addr "127.0.0.1:${eports[$i]}" --conns 4 --size 1000 --pipeline 4
+done
+for i in "${!hnames[@]}"; do
+  for f in small.bin medium.bin mid.bin; do
+    check "HTTP server ${hnames[$i]} (/$f)" "$out/server-${hnames[$i]}.log (and $out/${hnames[$i]}/error.log for nginx)" \
+      file --mode http --addr "127.0.0.1:${hports[$i]}" --path "/$f" --expect "$data/$f" --conns 2
+  done
+done
+echo "== every server answered correctly: echo ${names[*]}$([ "${#hnames[@]}" = 0 ] || echo "; http ${hnames[*]}")" >&2
 
 # CPU ticks of a server and its children (nginx's workers).
 cpu_ticks() {
@@ -352,16 +426,39 @@ done
 echo "== done in $(( $(date +%s) - started )) s" >&2
 
 {
-  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$http" = 1 ] && echo --http) $([ "$ring_only" = 1 ] && echo --ring-only) $([ -n "$server_n" ] && echo --server-cpus "$server_n") $([ "$rate" != 20000 ] && echo --rate "$rate") $([ -n "$only" ] && printf -- "--only '%s'" "$only") --rounds $rounds --duration $duration $([ "$big_duration" != "$duration" ] && echo --big-duration "$big_duration")" | tr -s ' '
+  echo "Command: scripts/bench-vs-epoll.sh $([ "$quick" = 1 ] && echo --quick) $([ "$c_echo" = 1 ] && echo --c-echo) $([ "$rust_echo" = 1 ] && echo --rust-echo) $([ "$http" = 1 ] && echo --http) $([ "$ring_only" = 1 ] && echo --ring-only) $([ -n "$server_n" ] && echo --server-cpus "$server_n") $([ "$rate" != 20000 ] && echo --rate "$rate") $([ -n "$only" ] && printf -- "--only '%s'" "$only") --rounds $rounds --duration $duration $([ "$big_duration" != "$duration" ] && echo --big-duration "$big_duration")" | tr -s ' '
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Linux $(uname -r); server on CPUs $server_cpus, client on $client_cpus"
   echo
   "$bin" bench report "$raw" --chart "$out/chart.svg"
+  # uring against each yardstick on the same runs: the records of uring and
+  # that yardstick, in the cases the yardstick ran (the echo cases). Skipped
+  # where the yardstick was not asked for or --only left it no case.
+  for y in c-epoll c-uring tokio-echo monoio-echo; do
+    awk -v y="$y" '
+      function case_of(l) { return match(l, /"case":"[^"]*"/) ? substr(l, RSTART, RLENGTH) : "" }
+      NR == FNR { if (index($0, "\"server\":\"" y "\"")) ran[case_of($0)] = 1; next }
+      ran[case_of($0)] && (index($0, "\"server\":\"uring\"") || index($0, "\"server\":\"" y "\""))
+    ' "$raw" "$raw" > "$out/vs-$y.jsonl"
+    if [ -s "$out/vs-$y.jsonl" ]; then
+      echo
+      echo "Echo against $y (the same runs):"
+      echo
+      "$bin" bench report "$out/vs-$y.jsonl" --baseline "$y"
+    fi
+  done
   if [ "$http" = 1 ]; then
-    echo
-    echo "HTTP against nginx (the same runs):"
-    echo
-    grep '"case":"http ' "$raw" > "$out/http.jsonl"
-    "$bin" bench report "$out/http.jsonl" --baseline nginx
+    grep '"case":"http ' "$raw" > "$out/http.jsonl" || true
+    if grep -q '"server":"uring"' "$out/http.jsonl"; then
+      echo
+      echo "HTTP against nginx (the same runs):"
+      echo
+      "$bin" bench report "$out/http.jsonl" --baseline nginx
+      grep -E '"server":"(uring|nginx-ofc)"' "$out/http.jsonl" > "$out/vs-nginx-ofc.jsonl"
+      echo
+      echo "HTTP against nginx-ofc, nginx with open_file_cache as its docs advise (the same runs):"
+      echo
+      "$bin" bench report "$out/vs-nginx-ofc.jsonl" --baseline nginx-ofc
+    fi
   fi
 } > "$out/table.md"
 cat "$out/table.md"
