@@ -26,6 +26,25 @@ use crate::proto::request::Framed;
 /// Implemented by each backend. Futures are not `Send`: a connection lives and
 /// dies on the core that accepted it. The server owns it and closes it once
 /// the protocol is done (see [`Protocol`](crate::Protocol)).
+///
+/// # Implementing it yourself: test doubles only
+///
+/// Not sealed, on purpose: the server never takes a connection of yours
+/// (it picks the backend and makes its own), so the one reason to implement
+/// this trait outside ringlet is to drive a [`Protocol`](crate::Protocol)
+/// without a socket, e.g. a property test that feeds a request split at
+/// every possible point (ringlet's `tests/props.rs` does exactly that). A
+/// real socket cannot choose where its reads split; a test double can.
+///
+/// What a double must do: `read` appends to the buffer's spare room and
+/// returns how much (`0` at the end); `write_prefix` takes the first `len`
+/// bytes; the rest may refuse (`send_file` with `Unsupported`, say) or do
+/// nothing (`set_read_deadline`, `yield_if_needed`).
+///
+/// The promise that keeps such doubles building: a method added to this
+/// trait in a later release comes with a default body. Timeouts, linger,
+/// counting and the PROXY header are the server's, not a connection's, so
+/// a double sees none of them.
 #[allow(async_fn_in_trait)]
 pub trait Connection {
     /// The client's address, for log lines.

@@ -5,40 +5,39 @@
 //! to each CPU, each with its own listener, where a failure in one connection
 //! (an error, a vanished client, even a panic) ends only that connection.
 //!
-//! A protocol is one `async fn`, written against [`Connection`], whose
-//! operations take and return owned [`Buf`]s so that completion-based I/O
-//! can never write into freed memory:
+//! A protocol is one `async fn`, written against [`Connection`]. The
+//! article's line echo server:
 //!
 //! ```no_run
-//! use ringlet::{Buf, Connection, Protocol, Server};
+//! use ringlet::{Connection, Protocol, Reader, Server};
 //!
-//! /// Writes back whatever arrives.
-//! struct Echo;
+//! /// Writes back every line, as it arrives.
+//! struct LineEcho;
 //!
-//! impl Protocol for Echo {
+//! impl Protocol for LineEcho {
 //!     async fn serve<C: Connection>(&self, conn: &mut C) -> std::io::Result<()> {
-//!         let mut buf = Buf::with_capacity(4096);
-//!         loop {
-//!             let (n, b) = conn.read(buf).await;
-//!             buf = b;
-//!             if n? == 0 {
-//!                 return Ok(());
-//!             }
-//!             let (done, b) = conn.write_all(buf).await;
-//!             buf = b;
-//!             done?;
-//!             buf.clear();
+//!         let mut reader = Reader::with_capacity(4096);
+//!         while let Some(line) = reader.read_line(conn).await? {
+//!             conn.write_bytes(line).await?;
 //!         }
+//!         Ok(())
 //!     }
 //! }
 //!
 //! fn main() -> Result<(), ringlet::ServerError> {
 //!     Server::builder()
-//!         .service("echo", "127.0.0.1:6000".parse().unwrap(), Echo)
+//!         .service("echo", "127.0.0.1:6000".parse().unwrap(), LineEcho)
 //!         .start()?
 //!         .wait()
 //! }
 //! ```
+//!
+//! [`Reader`] keeps memory bounded (a line longer than its buffer comes in
+//! pieces) and gives a typed [`ReadError`] where a protocol wants one. Below
+//! it, every [`Connection`] operation takes and returns an owned [`Buf`],
+//! so that completion-based I/O can never write into freed memory. The
+//! [`guide`] says what a connection promises, how one ends, timeouts, what
+//! the server counts for you and how connections share state.
 //!
 //! The server owns each connection and ends it when the protocol returns
 //! (see [`Protocol`]): a whole answer ends with a FIN after a lingering
@@ -57,6 +56,8 @@
 //! The crate's default `cli` feature builds the `ringlet` binary and its load
 //! generator; a library user who needs neither depends on ringlet with
 //! `default-features = false` and gets none of their dependencies.
+
+#![warn(missing_docs)]
 
 pub mod access;
 mod backend;

@@ -160,33 +160,47 @@ pub enum Entry<'a> {
     Http {
         /// The client: from the PROXY header when there is one.
         client: SocketAddr,
+        /// The request's method, as sent (`GET`, `HEAD`).
         method: &'a str,
         /// Raw, as sent; escaped in the line.
         target: &'a [u8],
         /// "HTTP/1.1".
         version: &'a str,
+        /// The status code answered.
         status: u16,
         /// Body bytes sent.
         bytes: u64,
+        /// The `Referer` header, if sent.
         referer: Option<&'a str>,
+        /// The `User-Agent` header, if sent.
         user_agent: Option<&'a str>,
+        /// How long the request took, read and answer.
         duration: Duration,
     },
     /// One file-protocol request.
     File {
+        /// The client: from the PROXY header when there is one.
         client: SocketAddr,
+        /// The path asked for, raw, as sent (escaped in the line).
         path: &'a [u8],
         /// e.g. "served", "not_found" (`crate::Outcome::label()`).
         outcome: &'a str,
+        /// File bytes sent.
         bytes: u64,
+        /// How long the request took, read and answer.
         duration: Duration,
     },
     /// One echo connection, at its end.
     Session {
+        /// The client: from the PROXY header when there is one.
         client: SocketAddr,
+        /// The service's name (`echo`, or a user's own).
         service: &'a str,
+        /// Bytes received from the client.
         bytes_in: u64,
+        /// Bytes sent to the client.
         bytes_out: u64,
+        /// From accept to the connection's end.
         duration: Duration,
     },
 }

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 pub enum Header {
     /// A proxied connection: the client's address and the address it connected to.
     Proxied {
+        /// The client's address: what logs and everything per peer use.
         source: SocketAddr,
+        /// The address the client connected to (the balancer's frontend).
         destination: SocketAddr,
     },
     /// The balancer's own connection (v2 LOCAL, e.g. a health check; v1 `UNKNOWN`):

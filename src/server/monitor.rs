@@ -144,10 +144,15 @@ impl ShardStats {
 /// The sum over all shards and services at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Connections open now.
     pub active: u64,
+    /// Connections accepted since the start.
     pub accepted: u64,
+    /// Connections that ended with an error or a panic (a reset) since the start.
     pub failed: u64,
+    /// Bytes received from clients since the start.
     pub bytes_in: u64,
+    /// Bytes sent to clients since the start.
     pub bytes_out: u64,
 }
 
@@ -210,6 +215,7 @@ pub struct ShardFigures {
 pub struct Snapshot {
     /// Since the server started.
     pub uptime: Duration,
+    /// Each shard's figures, by shard index.
     pub shards: Vec<ShardFigures>,
 }
 

@@ -21,7 +21,9 @@ pub(super) const MAX_HEADERS: usize = 64;
 /// The methods served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`: the head and the body.
     Get,
+    /// `HEAD`: the head a `GET` would get, no body.
     Head,
 }
 
@@ -38,6 +40,7 @@ impl Method {
 /// One parsed request head: what the answer depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// `GET` or `HEAD` (anything else is answered 405 before this exists).
     pub method: Method,
     /// The path, `%`-decoded, without its query.
     pub path: Vec<u8>,
@@ -45,9 +48,13 @@ pub struct Request {
     pub keep_alive: bool,
     /// `1` for HTTP/1.1, `0` for HTTP/1.0.
     pub minor_version: u8,
+    /// The `If-None-Match` header's value, as sent.
     pub if_none_match: Option<String>,
+    /// The `If-Modified-Since` header, parsed (an unparsable date is none).
     pub if_modified_since: Option<SystemTime>,
+    /// The `Range` header's value, as sent (see [`Range`](super::Range)).
     pub range: Option<String>,
+    /// The `If-Range` header's value, as sent.
     pub if_range: Option<String>,
     /// Where the access log's fields lie in the head, as sent.
     pub(super) raw: Raw,

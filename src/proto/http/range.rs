@@ -8,7 +8,12 @@ pub enum Range {
     /// a unit other than `bytes`, or asks for several ranges.
     Whole,
     /// One range inside the body: `len` (at least 1) bytes from `start`.
-    Satisfiable { start: u64, len: u64 },
+    Satisfiable {
+        /// The first byte's offset in the body.
+        start: u64,
+        /// How many bytes, at least 1.
+        len: u64,
+    },
     /// One range wholly outside the body: a 416.
     Unsatisfiable,
 }
