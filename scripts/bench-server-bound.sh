@@ -3,7 +3,7 @@
 #
 # On a 2-CPU machine the load generator needs about as much CPU per message
 # as the server, so a saturated ping-pong measures the pair and hides what
-# either server could do alone (see BENCHMARKS.md). Given more CPUs, this
+# either server could do alone (see docs/bench/history.md). Given more CPUs, this
 # runs the server on few of them and `ringlet bench` on many, so the server
 # is the bottleneck: messages/s then measure the server's capacity, and the
 # server's CPU seconds per million messages its cost. Rounds interleave the

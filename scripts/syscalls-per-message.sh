@@ -6,7 +6,7 @@
 # wake-up (a context switch is the server going to sleep), plus server CPU,
 # for each backend at a fixed offered rate. Counts do not drift with the
 # machine's noise the way CPU seconds do, so they show where per-message
-# work goes (see BENCHMARKS.md, "CPU per message at a fixed rate").
+# work goes (see docs/bench/history.md, "CPU per message at a fixed rate: where it goes").
 #
 # Needs `perf` (tracepoints: run as root or lower kernel.perf_event_paranoid).
 # Server pinned to the first allowed CPU, one shard; client on the second.

@@ -6,7 +6,7 @@
  * ratio to epoll_echo.c, no executor on the ring will.
  *
  * Single-threaded; echoes every byte back. What it uses, all of which
- * ringlet gives up for a reason (BENCHMARKS.md, "Levers"):
+ * ringlet gives up for a reason (docs/bench/history.md, "Levers"):
  *   - DEFER_TASKRUN + SINGLE_ISSUER (else COOP_TASKRUN, else none):
  *     completions run only when this thread asks, in its one enter;
  *   - a multishot accept into the ring's file table (direct descriptors:

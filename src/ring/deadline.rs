@@ -2,7 +2,7 @@
 //!
 //! A `LINK_TIMEOUT` beside every receive and send doubles the SQEs and arms
 //! and cancels a kernel timer per message: about a tenth of the server's
-//! CPU per message at 20,000 messages/s (measured, BENCHMARKS.md). Here a
+//! CPU per message at 20,000 messages/s (measured, docs/bench/history.md). Here a
 //! connection registers one [`Watch`]; before each wait it arms the watch
 //! with its deadline (a cell write), and the shard sweeps every watch a few
 //! times a second ([`Deadlines::sweep`]). A deadline is therefore honoured

@@ -30,7 +30,7 @@
 //! else none (5.10). `DEFER_TASKRUN` (6.1), possible now that only we wait
 //! on the ring, was measured and lost: completion work then runs only in
 //! our own enter, in bursts, and at 1,000 connections the p99 tripled
-//! (BENCHMARKS.md).
+//! (docs/bench/history.md).
 //!
 //! Here is the [`Ring`] handle (setup, submitting); below it, imports run
 //! one way: `lifecycle` (the futures) -> `queues` (the io_uring: push,
