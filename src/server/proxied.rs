@@ -57,7 +57,7 @@ pub(crate) async fn read_header<C: Connection>(
 ) -> Result<Admitted, String> {
     if !policy.trusts(peer) {
         return Err(format!(
-            "refused: this listener takes PROXY headers only from trusted sources (--proxy-from), and {} is not one",
+            "refused: {} is not a trusted source of PROXY headers for this listener",
             peer.ip()
         ));
     }
