@@ -11,9 +11,9 @@
 //! lines stay in order; lines of different threads interleave by buffer.
 //!
 //! **Memory** is bounded: a buffer is allocated once with [`BUFFER`]
-//! (64 KiB) of capacity and never grows (a line is at most [`MAX_LINE`],
+//! (128 KiB) of capacity and never grows (a line is at most [`MAX_LINE`],
 //! long fields are cut with `...`; a buffer takes a line only while it
-//! holds less than [`BATCH`]); at most `QUEUE + 1` buffers (4 MiB + 64 KiB)
+//! holds less than [`BATCH`]); at most `QUEUE + 1` buffers (4 MiB + 128 KiB)
 //! are queued or being written per log, plus one per thread that logs.
 //!
 //! **When the disk stalls** the queue fills and a thread keeps its buffer;
@@ -85,18 +85,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use format::format_entry;
 use local::{LOCAL, Locals, local};
 use writer::{Msg, State};
 
 /// Buffers the writer's queue holds at most, per log.
-pub const QUEUE: usize = 64;
-/// A thread's buffer is handed to the writer once it holds this much.
-pub const BATCH: usize = 32 * 1024;
-/// The capacity of every buffer, allocated once; it never grows.
-pub const BUFFER: usize = 64 * 1024;
+pub const QUEUE: usize = 32;
+/// A thread's buffer is handed to the writer once it holds this much (the
+/// larger, the fewer wake-ups of the writer: one per ~700 HTTP lines).
+pub const BATCH: usize = 96 * 1024;
+/// The capacity of every buffer, allocated once; it never grows (a buffer
+/// under `BATCH` takes one more line of at most `MAX_LINE`).
+pub const BUFFER: usize = BATCH + MAX_LINE;
 /// The longest line, newline included: long fields are cut to fit.
 pub const MAX_LINE: usize = 32 * 1024;
 
@@ -265,7 +267,7 @@ impl AccessLog {
                 if local.buf.capacity() == 0 {
                     local.buf.reserve_exact(BUFFER);
                 }
-                let stamp = clock.stamp(SystemTime::now());
+                let stamp = clock.stamp(clock::now());
                 format_entry(&mut local.buf, self.shared.format, entry, stamp);
                 local.lines += 1;
                 if local.buf.len() >= BATCH {
