@@ -14,6 +14,9 @@
 //! The flags and the retry of a raced lookup are defined here once, for the
 //! direct open and for a backend's ring alike ([`open_how`],
 //! [`open_beneath`], which takes the single attempt).
+//! With [`Root::with_open_file_cache`], files served are kept open per
+//! shard and watched for changes (`cache`: the open-file cache); a hit
+//! costs no system call.
 //! One test hook: `RINGLET_TEST_COLD_OPEN` set makes the uring backend skip
 //! its cached direct open, so tests reach the ring's `OPENAT2`.
 
@@ -25,6 +28,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, Waker};
@@ -38,14 +42,22 @@ pub struct Root {
     /// Shared so that an open in flight in a ring keeps it open.
     dir: Arc<OwnedFd>,
     path: PathBuf,
+    /// Which root this is, for the shards' open-file caches.
+    id: u64,
+    /// Files each shard keeps open (0: no cache).
+    cache_entries: usize,
 }
+
+/// A number per [`Root`] opened, naming its caches.
+static NEXT_ROOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A regular file opened beneath a [`Root`], with the size it had when
 /// opened, and the part of it to send (all of it unless narrowed with
 /// [`RegularFile::range`]).
 #[derive(Debug)]
 pub struct RegularFile {
-    fd: OwnedFd,
+    /// Shared with the shard's open-file cache when it came from there.
+    fd: Rc<OwnedFd>,
     /// Bytes to send, from `start`.
     size: u64,
     start: u64,
@@ -104,7 +116,57 @@ impl Root {
         Ok(Root {
             dir: Arc::new(dir),
             path: path.to_path_buf(),
+            id: NEXT_ROOT.fetch_add(1, Ordering::Relaxed),
+            cache_entries: 0,
         })
+    }
+
+    /// Keep up to `entries` files open per shard (thread), so that a file
+    /// served again costs no open: the open-file cache (see [`cache`];
+    /// 0, the default, turns it off). A change to a cached file or to a
+    /// directory on its path is seen by the first request that comes 1 ms
+    /// after it completed; at most a sixteenth of the descriptor limit is
+    /// held per shard, whatever `entries` says.
+    pub fn with_open_file_cache(mut self, entries: usize) -> Root {
+        self.cache_entries = entries;
+        self
+    }
+
+    /// How many files each shard keeps open (0: no cache).
+    pub fn open_file_cache(&self) -> usize {
+        self.cache_entries
+    }
+
+    /// Run `f` on this thread's open-file cache, when there is one.
+    fn cache<R>(&self, f: impl FnOnce(&mut cache::Cache) -> R) -> Option<R> {
+        if self.cache_entries == 0 {
+            return None;
+        }
+        cache::with(self.id, self.dir.as_fd(), self.cache_entries, f)
+    }
+
+    /// A cached file, or where a miss's open may be cached (`Err(None)`:
+    /// not at all), for a request that is not refused outright.
+    fn cache_lookup(&self, relative: &[u8]) -> Result<RegularFile, Option<cache::Slot>> {
+        match self.cache(|c| {
+            c.lookup(relative)
+                .ok_or_else(|| c.prepare(self.dir.as_fd(), relative))
+        }) {
+            Some(found) => found,
+            None => Err(None),
+        }
+    }
+
+    /// Keep what a miss opened.
+    fn cache_insert(
+        &self,
+        relative: &[u8],
+        slot: Option<cache::Slot>,
+        opened: &Result<RegularFile, OpenError>,
+    ) {
+        if let (Some(slot), Ok(file)) = (slot, opened) {
+            self.cache(|c| c.insert(self.dir.as_fd(), relative, slot, file));
+        }
     }
 
     /// The directory as given at start-up.
@@ -116,6 +178,18 @@ impl Root {
     /// slashes are dropped, so `/tmp/y` means `ROOT/tmp/y`. Never blocks on a
     /// FIFO or device, and refuses everything that is not a regular file.
     pub fn open_file(&self, request: &[u8]) -> Result<RegularFile, OpenError> {
+        let relative = relative_path(request)?;
+        let slot = match self.cache_lookup(relative) {
+            Ok(hit) => return Ok(hit),
+            Err(slot) => slot,
+        };
+        let opened = self.open_uncached(request);
+        self.cache_insert(relative, slot, &opened);
+        opened
+    }
+
+    /// [`Root::open_file`] without the cache.
+    fn open_uncached(&self, request: &[u8]) -> Result<RegularFile, OpenError> {
         let open = open_beneath(request, |relative| {
             std::future::ready(self.openat2(relative, RESOLVE).map_err(io::Error::from))
         });
@@ -147,8 +221,16 @@ impl Root {
         if UNSUPPORTED.load(Ordering::Relaxed) || *COLD {
             return None;
         }
+        let slot = match self.cache_lookup(relative) {
+            Ok(hit) => return Some(Ok(hit)),
+            Err(slot) => slot,
+        };
         match self.openat2(relative, RESOLVE.union(ResolveFlags::CACHED)) {
-            Ok(fd) => Some(finish_open(fd)),
+            Ok(fd) => {
+                let opened = finish_open(fd);
+                self.cache_insert(relative, slot, &opened);
+                Some(opened)
+            }
             // Not all in the caches (or a rename raced: the slow path retries).
             Err(rustix::io::Errno::AGAIN) => None,
             Err(rustix::io::Errno::INVAL) => {
@@ -268,18 +350,22 @@ pub(crate) fn finish_open(fd: OwnedFd) -> Result<RegularFile, OpenError> {
         return Err(OpenError::NotRegular(file_type_name(kind)));
     }
     rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(|e| OpenError::Io(e.into()))?;
-    let modified = SystemTime::UNIX_EPOCH
+    Ok(RegularFile {
+        fd: Rc::new(fd),
+        size: stat.st_size as u64,
+        start: 0,
+        modified: mtime(&stat),
+        inode: stat.st_ino,
+    })
+}
+
+/// A file's modification time, from its `stat`.
+fn mtime(stat: &rustix::fs::Stat) -> SystemTime {
+    SystemTime::UNIX_EPOCH
         + Duration::new(
             stat.st_mtime.max(0) as u64,
             (stat.st_mtime_nsec as u32).min(999_999_999),
-        );
-    Ok(RegularFile {
-        fd,
-        size: stat.st_size as u64,
-        start: 0,
-        modified,
-        inode: stat.st_ino,
-    })
+        )
 }
 
 /// What an `openat2` failure means for the client.
@@ -338,8 +424,9 @@ impl RegularFile {
         self.inode
     }
 
-    /// Give up the descriptor, for a backend that takes ownership of it.
-    pub(crate) fn into_fd(self) -> OwnedFd {
+    /// The descriptor, for a backend whose operations each hold a clone
+    /// (it may be shared with the open-file cache).
+    pub(crate) fn into_shared(self) -> Rc<OwnedFd> {
         self.fd
     }
 }
@@ -393,5 +480,6 @@ impl fmt::Display for DisplayPath<'_> {
     }
 }
 
+pub(crate) mod cache;
 #[cfg(test)]
 mod tests;

@@ -86,6 +86,7 @@ mod uring;
 
 pub use backend::{LockedMemory, StartError};
 pub use buf::Buf;
+pub use fs::cache::{CacheStats as OpenFileCacheStats, stats as open_file_cache_stats};
 pub use fs::{DisplayPath, OpenError, RegularFile, Root};
 pub use io::{Connection, Linger, Outcome, ReadError, Reader, TimeoutKind, Timeouts, timeout_kind};
 pub use placement::{PlacementError, allowed_cpus};

@@ -2,6 +2,7 @@
 //! the one retry policy of a raced open.
 
 use super::*;
+use std::os::fd::AsRawFd;
 
 #[test]
 fn leading_slashes_are_dropped_like_a_url_path() {
@@ -54,4 +55,63 @@ fn a_raced_open_is_retried_a_bounded_number_of_times() {
     let (opened, attempts) = open_after(usize::MAX);
     assert!(matches!(opened, Err(OpenError::Raced)));
     assert_eq!(attempts, RACE_RETRIES + 1);
+}
+
+/// The entries this thread's cache of `root` holds.
+fn cached(root: &Root) -> usize {
+    root.cache(|c| c.len()).unwrap()
+}
+
+#[test]
+fn the_open_file_cache_is_bounded_and_takes_only_plain_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    for name in ["a", "b", "c", "sub/d"] {
+        std::fs::write(dir.path().join(name), name).unwrap();
+    }
+    std::os::unix::fs::symlink("a", dir.path().join("link")).unwrap();
+    let root = Root::open(dir.path()).unwrap().with_open_file_cache(2);
+    assert_eq!(root.open_file(b"/a").unwrap().size(), 1);
+    assert_eq!(cached(&root), 1);
+    // Served from the cache: the same descriptor.
+    let fd = |f: RegularFile| f.as_fd().as_raw_fd();
+    assert_eq!(
+        fd(root.open_file(b"a").unwrap()),
+        fd(root.open_file(b"//a").unwrap())
+    );
+    // Not plain: opened, never kept.
+    for path in [&b"./a"[..], b"sub/../a", b"sub//d", b"link"] {
+        assert_eq!(
+            root.open_file(path).unwrap().size(),
+            if path == b"sub//d" { 5 } else { 1 }
+        );
+    }
+    assert_eq!(cached(&root), 1);
+    // Bounded: the least recently used goes.
+    root.open_file(b"b").unwrap();
+    root.open_file(b"a").unwrap();
+    root.open_file(b"sub/d").unwrap();
+    assert_eq!(cached(&root), 2);
+    let before = fd(root.open_file(b"a").unwrap());
+    assert_eq!(
+        fd(root.open_file(b"a").unwrap()),
+        before,
+        "a was used last: kept"
+    );
+}
+
+#[test]
+fn a_change_is_seen_once_the_events_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"old").unwrap();
+    let root = Root::open(dir.path()).unwrap().with_open_file_cache(8);
+    assert_eq!(root.open_file(b"f").unwrap().size(), 3);
+    std::fs::write(dir.path().join("g"), b"newer").unwrap();
+    std::fs::rename(dir.path().join("g"), dir.path().join("f")).unwrap();
+    std::thread::sleep(cache::DRAIN_EVERY * 2);
+    assert_eq!(root.open_file(b"f").unwrap().size(), 5);
+    std::fs::remove_file(dir.path().join("f")).unwrap();
+    std::thread::sleep(cache::DRAIN_EVERY * 2);
+    assert!(matches!(root.open_file(b"f"), Err(OpenError::NotFound)));
+    assert_eq!(cached(&root), 0);
 }

@@ -27,6 +27,11 @@ impl SharedFd {
         SharedFd(Rc::new(fd))
     }
 
+    /// Share a descriptor others hold too (it closes when the last goes).
+    pub fn from_rc(fd: Rc<OwnedFd>) -> SharedFd {
+        SharedFd(fd)
+    }
+
     /// The number, for an SQE. Valid while this `SharedFd` is alive.
     pub fn raw(&self) -> RawFd {
         self.0.as_raw_fd()

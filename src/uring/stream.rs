@@ -147,7 +147,7 @@ impl<'c> FileStream<'c> {
         FileStream {
             sock,
             pipes: &routes.pipes,
-            file: SharedFd::new(file.into_fd()),
+            file: SharedFd::from_rc(file.into_shared()),
             start,
             at: start,
             end: start + size,

@@ -138,6 +138,37 @@ impl Collector for Figures {
                 )?)?;
             }
         }
+        let cache = ringlet::open_file_cache_stats();
+        for (name, help, n) in [
+            (
+                "ringlet_open_file_cache_hits",
+                "File and HTTP requests answered from a descriptor the open-file cache kept.",
+                cache.hits,
+            ),
+            (
+                "ringlet_open_file_cache_misses",
+                "File and HTTP requests the open-file cache did not hold (the file was opened).",
+                cache.misses,
+            ),
+            (
+                "ringlet_open_file_cache_invalidations",
+                "Open-file cache entries dropped because the file or a directory on its path changed.",
+                cache.invalidations,
+            ),
+        ] {
+            ConstCounter::new(n).encode(enc.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        ConstGauge::new(cache.entries).encode(enc.encode_descriptor(
+            "ringlet_open_file_cache_entries",
+            "Files the open-file cache holds open now, over every core.",
+            None,
+            MetricType::Gauge,
+        )?)?;
         families::services(&mut enc, &snap)?;
         families::endpoint(&mut enc, &self.endpoint)?;
         if self.backend.has_ring() {

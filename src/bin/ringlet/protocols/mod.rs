@@ -61,6 +61,8 @@ pub trait Service: 'static {
 pub struct Common {
     /// `--root`: the directory files are served from.
     pub root: PathBuf,
+    /// `--open-file-cache`: files kept open per shard.
+    pub open_file_cache: usize,
     /// `--request-timeout`: how long a request may take to arrive whole.
     pub request_timeout: Duration,
 }
@@ -68,7 +70,9 @@ pub struct Common {
 impl Common {
     /// `--root`, opened for confinement.
     pub fn open_root(&self) -> anyhow::Result<Root> {
-        Root::open(&self.root).context("--root")
+        Ok(Root::open(&self.root)
+            .context("--root")?
+            .with_open_file_cache(self.open_file_cache))
     }
 
     /// `--root` as the log shows it: absolute where it resolves.

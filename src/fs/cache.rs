@@ -1,0 +1,516 @@
+//! The open-file cache: each shard (thread) keeps the files it served
+//! recently open, with what `fstat` said of them, so that a request for a
+//! file served before pays no `openat2`, `fstat`, `fcntl` or `close`.
+//!
+//! **Never stale for long, never an escape.** Every cached file is watched
+//! through an inotify descriptor of the shard's own (its content and
+//! attributes: a write in place, a truncate, a `chmod`, a delete), and so
+//! is every directory on its path, from the root down (what it names: a
+//! replace by rename, a delete, a directory swapped for a symlink). The
+//! watches are placed *before* the open they guard, and the file's
+//! binding is checked after its own watch (the name still names the
+//! opened inode, and is not a symlink), so a change made at any moment is
+//! reported by some watch. Events are read on lookups: every lookup that
+//! comes [`DRAIN_EVERY`] (1 ms) or more after the last read, and every
+//! miss, reads them all first, and each invalidates what it names. A
+//! change is thus seen by the first request that arrives 1 ms after it
+//! completed; a lost event (the kernel's queue overflowed) empties the
+//! cache. Only paths of plain names (no `.`, `..`, empty component or
+//! symlink anywhere) are cached: every other request is opened as before.
+//! The cache holds no path that `openat2` beneath the root would refuse,
+//! because each entry was opened that way and is dropped on any change
+//! along its path.
+//!
+//! **Bounded**: at most `entries` files per shard (least recently used
+//! evicted), and as many directories; never more than a sixteenth of the
+//! process's descriptor limit per shard. If inotify cannot be had (its
+//! limits), the shard runs without the cache, with one WARN.
+//!
+//! The counters (hits, misses, invalidations, entries) are the process's,
+//! over every shard: [`stats`]. Files changed through a shared memory map
+//! raise no inotify event; the cache, like nginx's, does not see them.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use tracing::warn;
+
+use super::RegularFile;
+
+/// Events are read at least this often while requests come.
+pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(1);
+
+/// What a directory's watch reports: changes to the names in it, and to itself.
+const DIR_EVENTS: WatchFlags = WatchFlags::CREATE
+    .union(WatchFlags::DELETE)
+    .union(WatchFlags::MOVED_FROM)
+    .union(WatchFlags::MOVED_TO)
+    .union(WatchFlags::ATTRIB)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::MOVE_SELF)
+    .union(WatchFlags::ONLYDIR);
+/// What a file's watch reports: its content, attributes, and its end.
+const FILE_EVENTS: WatchFlags = WatchFlags::MODIFY
+    .union(WatchFlags::ATTRIB)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::MOVE_SELF);
+
+/// The cache's counters, over every shard of the process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Requests answered from a cached descriptor.
+    pub hits: u64,
+    /// Requests (of cacheable paths) that had to open the file.
+    pub misses: u64,
+    /// Entries dropped because their file or a directory on their path changed.
+    pub invalidations: u64,
+    /// Files held open now.
+    pub entries: i64,
+}
+
+static HITS: AtomicU64 = AtomicU64::new(0);
+static MISSES: AtomicU64 = AtomicU64::new(0);
+static INVALIDATIONS: AtomicU64 = AtomicU64::new(0);
+static ENTRIES: AtomicI64 = AtomicI64::new(0);
+
+/// The process's counters (for the metrics).
+pub fn stats() -> CacheStats {
+    CacheStats {
+        hits: HITS.load(Relaxed),
+        misses: MISSES.load(Relaxed),
+        invalidations: INVALIDATIONS.load(Relaxed),
+        entries: ENTRIES.load(Relaxed),
+    }
+}
+
+/// One cached file.
+struct Entry {
+    fd: Rc<OwnedFd>,
+    size: u64,
+    modified: SystemTime,
+    inode: u64,
+    /// Its own watch.
+    wd: i32,
+    /// For eviction: the lookup count when it was last used.
+    used: u64,
+}
+
+/// One event read: its watch, what happened, and the name it concerns.
+type Event = (i32, ReadFlags, Option<Box<[u8]>>);
+
+/// One watched directory beneath the root (the root itself is `""`).
+struct Dir {
+    fd: OwnedFd,
+    wd: i32,
+}
+
+/// What a watch descriptor stands for (a hard link or a bind mount can
+/// make two paths one inode, so each is a list).
+#[derive(Default)]
+struct Users {
+    dirs: Vec<Box<[u8]>>,
+    files: Vec<Box<[u8]>>,
+}
+
+/// One shard's cache for one root.
+pub(super) struct Cache {
+    inotify: OwnedFd,
+    root_wd: i32,
+    limit: usize,
+    files: HashMap<Box<[u8]>, Entry>,
+    dirs: HashMap<Box<[u8]>, Dir>,
+    watches: HashMap<i32, Users>,
+    last_drain: Instant,
+    tick: u64,
+}
+
+/// Where a miss will be inserted: the parent directory's path and the
+/// file's name in it, with the parent's descriptor to check the binding.
+pub(super) struct Slot {
+    parent: Box<[u8]>,
+    name_at: usize,
+}
+
+thread_local! {
+    /// This thread's caches, one per root (`None`: inotify refused).
+    static CACHES: RefCell<Vec<(u64, Option<Cache>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Run `f` on this thread's cache for the root `root_id` (made on first
+/// use, watching `root`); `None` if it cannot be had.
+pub(super) fn with<R>(
+    root_id: u64,
+    root: BorrowedFd<'_>,
+    limit: usize,
+    f: impl FnOnce(&mut Cache) -> R,
+) -> Option<R> {
+    CACHES
+        .try_with(|caches| {
+            let mut caches = caches.try_borrow_mut().ok()?;
+            let i = match caches.iter().position(|(id, _)| *id == root_id) {
+                Some(i) => i,
+                None => {
+                    let made = Cache::new(root, limit)
+                        .inspect_err(|e| {
+                            warn!(
+                                "open-file cache off on this shard: inotify: {e} (see fs.inotify.max_user_instances and max_user_watches)"
+                            )
+                        })
+                        .ok();
+                    caches.push((root_id, made));
+                    caches.len() - 1
+                }
+            };
+            caches[i].1.as_mut().map(f)
+        })
+        .ok()
+        .flatten()
+}
+
+/// The most descriptors one shard's cache may hold: a sixteenth of the
+/// soft limit, so that connections always have room.
+fn descriptor_budget() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    usize::try_from(soft / 16).unwrap_or(usize::MAX)
+}
+
+/// `/proc/self/fd/N`: how inotify is told to watch an inode we hold open.
+fn proc_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+impl Cache {
+    fn new(root: BorrowedFd<'_>, limit: usize) -> rustix::io::Result<Cache> {
+        let inotify = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)?;
+        let root_wd = inotify::add_watch(&inotify, proc_path(root), DIR_EVENTS)?;
+        let mut watches = HashMap::new();
+        watches.insert(root_wd, Users::default());
+        Ok(Cache {
+            inotify,
+            root_wd,
+            // Each file may need a directory too: half the budget each.
+            limit: limit.min(descriptor_budget() / 2).max(1),
+            files: HashMap::new(),
+            dirs: HashMap::new(),
+            watches,
+            last_drain: Instant::now(),
+            tick: 0,
+        })
+    }
+
+    /// The cached file at `relative`, if any (after reading the events, if
+    /// 1 ms has passed since the last read).
+    pub(super) fn lookup(&mut self, relative: &[u8]) -> Option<RegularFile> {
+        if self.last_drain.elapsed() >= DRAIN_EVERY {
+            self.drain();
+        }
+        self.tick += 1;
+        match self.files.get_mut(relative) {
+            Some(e) => {
+                e.used = self.tick;
+                HITS.fetch_add(1, Relaxed);
+                Some(RegularFile {
+                    fd: e.fd.clone(),
+                    size: e.size,
+                    start: 0,
+                    modified: e.modified,
+                    inode: e.inode,
+                })
+            }
+            None => None,
+        }
+    }
+
+    /// A miss at `relative`: read every event, and watch each directory on
+    /// its path, before the caller opens it. `None`: not a path the cache
+    /// takes (the caller just opens it).
+    pub(super) fn prepare(&mut self, root: BorrowedFd<'_>, relative: &[u8]) -> Option<Slot> {
+        self.drain();
+        if relative
+            .split(|&b| b == b'/')
+            .any(|c| c.is_empty() || c == b"." || c == b"..")
+        {
+            return None;
+        }
+        MISSES.fetch_add(1, Relaxed);
+        let name_at = relative
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(0, |i| i + 1);
+        let parent = if name_at == 0 {
+            &[][..]
+        } else {
+            &relative[..name_at - 1]
+        };
+        // Each directory from the root down, watched before it is looked in.
+        let mut at = 0;
+        while at < parent.len() {
+            let end = parent[at..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(parent.len(), |i| at + i);
+            self.watch_dir(root, &parent[..end], at)?;
+            at = end + 1;
+        }
+        Some(Slot {
+            parent: parent.into(),
+            name_at,
+        })
+    }
+
+    /// Watch the directory `prefix` (its last component starts at `from`),
+    /// its parent being watched already.
+    fn watch_dir(&mut self, root: BorrowedFd<'_>, prefix: &[u8], from: usize) -> Option<()> {
+        if self.dirs.contains_key(prefix) {
+            return Some(());
+        }
+        if self.dirs.len() >= self.limit {
+            self.clear();
+            return None;
+        }
+        let parent = match from {
+            0 => root,
+            _ => self.dirs.get(&prefix[..from - 1])?.fd.as_fd(),
+        };
+        let fd = rustix::fs::openat(
+            parent,
+            OsStr::from_bytes(&prefix[from..]),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let wd = inotify::add_watch(&self.inotify, proc_path(fd.as_fd()), DIR_EVENTS).ok()?;
+        self.watches.entry(wd).or_default().dirs.push(prefix.into());
+        self.dirs.insert(prefix.into(), Dir { fd, wd });
+        Some(())
+    }
+
+    /// `file` was opened at `relative` after [`Cache::prepare`] gave `slot`:
+    /// keep it, if its name still names it and nothing changed since.
+    pub(super) fn insert(
+        &mut self,
+        root: BorrowedFd<'_>,
+        relative: &[u8],
+        slot: Slot,
+        file: &RegularFile,
+    ) {
+        let parent = match slot.parent.is_empty() {
+            true => root,
+            false => match self.dirs.get(&slot.parent) {
+                Some(d) => d.fd.as_fd(),
+                None => return,
+            },
+        };
+        let Ok(wd) = inotify::add_watch(&self.inotify, proc_path(file.fd.as_fd()), FILE_EVENTS)
+        else {
+            return;
+        };
+        // After the watch: the name is the same inode, not a symlink, and
+        // as it was when opened.
+        let same = rustix::fs::statat(
+            parent,
+            OsStr::from_bytes(&relative[slot.name_at..]),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .ok()
+        .zip(rustix::fs::fstat(&*file.fd).ok())
+        .is_some_and(|(named, held)| {
+            FileType::from_raw_mode(named.st_mode) == FileType::RegularFile
+                && (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+                && held.st_size as u64 == file.size
+                && super::mtime(&held) == file.modified
+        });
+        let users = self.watches.entry(wd).or_default();
+        if !same {
+            if users.dirs.is_empty() && users.files.is_empty() {
+                self.watches.remove(&wd);
+                let _ = inotify::remove_watch(&self.inotify, wd);
+            }
+            return;
+        }
+        users.files.push(relative.into());
+        if self.files.len() >= self.limit {
+            self.evict();
+        }
+        self.tick += 1;
+        let entry = Entry {
+            fd: file.fd.clone(),
+            size: file.size,
+            modified: file.modified,
+            inode: file.inode,
+            wd,
+            used: self.tick,
+        };
+        if let Some(old) = self.files.insert(relative.into(), entry) {
+            // Two opens of one path raced; keep the newer.
+            self.forget_file_watch(relative, old.wd);
+        } else {
+            ENTRIES.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Read every event waiting, and drop what each names.
+    fn drain(&mut self) {
+        self.last_drain = Instant::now();
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = inotify::Reader::new(&self.inotify, &mut buf);
+        let mut changed: Vec<Event> = Vec::new();
+        let mut overflow = false;
+        loop {
+            match reader.next() {
+                Ok(ev) if ev.events().contains(ReadFlags::QUEUE_OVERFLOW) => overflow = true,
+                Ok(ev) => changed.push((
+                    ev.wd(),
+                    ev.events(),
+                    ev.file_name().map(|n| n.to_bytes().into()),
+                )),
+                Err(_) => break,
+            }
+            if reader.is_buffer_empty() && changed.len() > 4096 {
+                // A storm of events: forget everything, cheaper than each.
+                overflow = true;
+            }
+            if overflow {
+                // Read the rest away; everything goes.
+                while reader.next().is_ok() {}
+                break;
+            }
+        }
+        if overflow {
+            self.clear();
+            return;
+        }
+        for (wd, events, name) in changed {
+            self.changed(wd, events, name.as_deref());
+        }
+    }
+
+    /// One event on `wd`: drop every entry (and directory) it may concern.
+    fn changed(&mut self, wd: i32, events: ReadFlags, name: Option<&[u8]>) {
+        let Some(users) = self.watches.get(&wd) else {
+            return; // a watch we removed ourselves
+        };
+        let files = users.files.clone();
+        let dirs = match wd == self.root_wd {
+            true => vec![Box::from(&b""[..])],
+            false => users.dirs.clone(),
+        };
+        for path in files {
+            self.drop_file(&path);
+        }
+        for dir in dirs {
+            let Some(name) = name else {
+                // The directory itself: everything beneath it.
+                self.drop_beneath(&dir);
+                continue;
+            };
+            // A name in the directory: that file, or all beneath that
+            // directory.
+            let mut child = dir.to_vec();
+            if !child.is_empty() {
+                child.push(b'/');
+            }
+            child.extend_from_slice(name);
+            match events.contains(ReadFlags::ISDIR) {
+                true => self.drop_beneath(&child),
+                false => self.drop_file(&child),
+            }
+        }
+    }
+
+    /// Drop every file and directory at or beneath `prefix` (`""`: all).
+    fn drop_beneath(&mut self, prefix: &[u8]) {
+        let under = |p: &[u8]| {
+            prefix.is_empty()
+                || (p.starts_with(prefix) && (p.len() == prefix.len() || p[prefix.len()] == b'/'))
+        };
+        let files: Vec<Box<[u8]>> = self.files.keys().filter(|p| under(p)).cloned().collect();
+        for path in files {
+            self.drop_file(&path);
+        }
+        let dirs: Vec<Box<[u8]>> = self.dirs.keys().filter(|p| under(p)).cloned().collect();
+        for path in dirs {
+            if let Some(dir) = self.dirs.remove(&path) {
+                self.forget_dir_watch(&path, dir.wd);
+            }
+        }
+    }
+
+    fn drop_file(&mut self, path: &[u8]) {
+        if let Some(entry) = self.files.remove(path) {
+            INVALIDATIONS.fetch_add(1, Relaxed);
+            ENTRIES.fetch_sub(1, Relaxed);
+            self.forget_file_watch(path, entry.wd);
+        }
+    }
+
+    /// The least recently used file goes, to make room.
+    fn evict(&mut self) {
+        if let Some(path) = self
+            .files
+            .iter()
+            .min_by_key(|(_, e)| e.used)
+            .map(|(p, _)| p.clone())
+            && let Some(entry) = self.files.remove(&path)
+        {
+            ENTRIES.fetch_sub(1, Relaxed);
+            self.forget_file_watch(&path, entry.wd);
+        }
+    }
+
+    /// Everything goes (a lost event, or the directories' bound reached).
+    fn clear(&mut self) {
+        let n = self.files.len() as i64;
+        ENTRIES.fetch_sub(n, Relaxed);
+        INVALIDATIONS.fetch_add(n as u64, Relaxed);
+        for (wd, _) in self.watches.drain() {
+            if wd != self.root_wd {
+                let _ = inotify::remove_watch(&self.inotify, wd);
+            }
+        }
+        self.watches.insert(self.root_wd, Users::default());
+        self.files.clear();
+        self.dirs.clear();
+    }
+
+    fn forget_file_watch(&mut self, path: &[u8], wd: i32) {
+        self.forget(wd, |u| u.files.retain(|p| &**p != path));
+    }
+
+    fn forget_dir_watch(&mut self, path: &[u8], wd: i32) {
+        self.forget(wd, |u| u.dirs.retain(|p| &**p != path));
+    }
+
+    /// Take a user off `wd`; the last one gone, the watch goes too.
+    fn forget(&mut self, wd: i32, take: impl FnOnce(&mut Users)) {
+        if let Some(users) = self.watches.get_mut(&wd) {
+            take(users);
+            if users.files.is_empty() && users.dirs.is_empty() && wd != self.root_wd {
+                self.watches.remove(&wd);
+                let _ = inotify::remove_watch(&self.inotify, wd);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.files.len()
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        ENTRIES.fetch_sub(self.files.len() as i64, Relaxed);
+    }
+}
