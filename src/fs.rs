@@ -122,7 +122,8 @@ impl Root {
     }
 
     /// Keep up to `entries` files open per shard (thread), so that a file
-    /// served again costs no open: the open-file cache (see [`cache`];
+    /// served again costs no open: the open-file cache (its counters:
+    /// [`open_file_cache_stats`](crate::open_file_cache_stats);
     /// 0, the default, turns it off). A change to a cached file or to a
     /// directory on its path is seen by the first request that comes 1 ms
     /// after it completed; at most a sixteenth of the descriptor limit is

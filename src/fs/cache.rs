@@ -26,6 +26,12 @@
 //! process's descriptor limit per shard. If inotify cannot be had (its
 //! limits), the shard runs without the cache, with one WARN.
 //!
+//! Nothing here waits on the disk: the directories are opened only from the
+//! kernel's caches (`RESOLVE_CACHED`), as the uring backend opens files;
+//! a path that is not there yet is cached by a later request. On kernels
+//! before 5.12 the uring backend opens every file through its ring and
+//! the cache stays empty (the epoll backend, which opens directly, uses it).
+//!
 //! The counters (hits, misses, invalidations, entries) are the process's,
 //! over every shard: [`stats`]. Files changed through a shared memory map
 //! raise no inotify event; the cache, like nginx's, does not see them.
@@ -41,7 +47,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use tracing::warn;
 
 use super::RegularFile;
@@ -283,13 +289,19 @@ impl Cache {
             0 => root,
             _ => self.dirs.get(&prefix[..from - 1])?.fd.as_fd(),
         };
-        let fd = rustix::fs::openat(
-            parent,
-            OsStr::from_bytes(&prefix[from..]),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
+        // From the kernel's caches only (a lookup that would read the disk
+        // would block the shard: the directory is watched another time),
+        // where the kernel can say so (5.12+).
+        let name = OsStr::from_bytes(&prefix[from..]);
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd =
+            match rustix::fs::openat2(parent, name, flags, Mode::empty(), ResolveFlags::CACHED) {
+                Err(rustix::io::Errno::INVAL) => {
+                    rustix::fs::openat(parent, name, flags, Mode::empty())
+                }
+                other => other,
+            }
+            .ok()?;
         let wd = inotify::add_watch(&self.inotify, proc_path(fd.as_fd()), DIR_EVENTS).ok()?;
         self.watches.entry(wd).or_default().dirs.push(prefix.into());
         self.dirs.insert(prefix.into(), Dir { fd, wd });
