@@ -16,7 +16,8 @@
 //! [`open_beneath`], which takes the single attempt).
 //! With [`Root::with_open_file_cache`], files served are kept open per
 //! shard and watched for changes (`cache`: the open-file cache); a hit
-//! costs no system call.
+//! opens nothing (the shard reads its inotify events at most once a
+//! millisecond).
 //! One test hook: `RINGLET_TEST_COLD_OPEN` set makes the uring backend skip
 //! its cached direct open, so tests reach the ring's `OPENAT2`.
 
@@ -126,8 +127,9 @@ impl Root {
     /// [`open_file_cache_stats`](crate::open_file_cache_stats);
     /// 0, the default, turns it off). A change to a cached file or to a
     /// directory on its path is seen by the first request that comes 1 ms
-    /// after it completed; at most a sixteenth of the descriptor limit is
-    /// held per shard, whatever `entries` says.
+    /// after it completed (on local filesystems only: on NFS, FUSE and the
+    /// like nothing is cached); all caches of the process together hold at
+    /// most a sixteenth of the descriptor limit, whatever `entries` says.
     pub fn with_open_file_cache(mut self, entries: usize) -> Root {
         self.cache_entries = entries;
         self

@@ -7,34 +7,39 @@
 //! attributes: a write in place, a truncate, a `chmod`, a delete), and so
 //! is every directory on its path, from the root down (what it names: a
 //! replace by rename, a delete, a directory swapped for a symlink). The
-//! watches are placed *before* the open they guard, and the file's
-//! binding is checked after its own watch (the name still names the
-//! opened inode, and is not a symlink), so a change made at any moment is
-//! reported by some watch. Events are read on lookups: every lookup that
-//! comes [`DRAIN_EVERY`] (1 ms) or more after the last read, and every
-//! miss, reads them all first, and each invalidates what it names. A
-//! change is thus seen by the first request that arrives 1 ms after it
-//! completed; a lost event (the kernel's queue overflowed) empties the
-//! cache. Only paths of plain names (no `.`, `..`, empty component or
-//! symlink anywhere) are cached: every other request is opened as before.
-//! The cache holds no path that `openat2` beneath the root would refuse,
-//! because each entry was opened that way and is dropped on any change
-//! along its path.
+//! directories are watched *before* the open they guard; the file's name
+//! is checked to name the opened inode (and not a symlink), then the file
+//! is watched and its size and time checked again, so a change made at
+//! any moment is reported by some watch. Events are read on lookups (every
+//! lookup [`DRAIN_EVERY`], 1 ms, or more after the last read, and every
+//! miss) and on the shard's heartbeat, and each invalidates what it names:
+//! a change is seen by the first request that arrives 1 ms after it
+//! completed. A lost event (the kernel's queue overflowed) or a storm of
+//! them empties the cache. Only paths of plain names (no `.`, `..`, empty
+//! component or symlink anywhere) are cached; every other request is
+//! opened as before, and so is every request while nothing is cached.
 //!
-//! **Bounded**: at most `entries` files per shard (least recently used
-//! evicted), and as many directories; never more than a sixteenth of the
-//! process's descriptor limit per shard. If inotify cannot be had (its
-//! limits), the shard runs without the cache, with one WARN.
+//! **Only where inotify sees every change**: files and directories on
+//! local filesystems (ext2/3/4, xfs, btrfs, f2fs, zfs, bcachefs, tmpfs,
+//! ramfs, overlayfs). On NFS, SMB, FUSE, 9p, virtiofs or Ceph another host
+//! changes files without an event, so nothing there is cached. Nor are
+//! changes that raise no event seen: writes through a shared memory map, a
+//! mount made over a directory on the path (nginx's cache does not see
+//! them either, for its `open_file_cache_valid`).
 //!
-//! Nothing here waits on the disk: the directories are opened only from the
-//! kernel's caches (`RESOLVE_CACHED`), as the uring backend opens files;
-//! a path that is not there yet is cached by a later request. On kernels
-//! before 5.12 the uring backend opens every file through its ring and
-//! the cache stays empty (the epoll backend, which opens directly, uses it).
+//! **Bounded**: at most `entries` files per shard and root (least recently
+//! used evicted), and as many directories; and at most a sixteenth of the
+//! process's descriptor limit held by all caches together. Nothing here
+//! waits on the disk: directories are opened only from the kernel's caches
+//! (`RESOLVE_CACHED`, where the kernel has it), as the uring backend opens
+//! files; on kernels before 5.12 the uring backend opens every file through
+//! its ring and its cache stays empty (the epoll backend, which opens
+//! directly, uses it). Without inotify (its limits) or a procfs at `/proc`
+//! (the watches go through `/proc/self/fd`), the shard runs without the
+//! cache, with one WARN.
 //!
 //! The counters (hits, misses, invalidations, entries) are the process's,
-//! over every shard: [`stats`]. Files changed through a shared memory map
-//! raise no inotify event; the cache, like nginx's, does not see them.
+//! over every shard: [`stats`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -43,7 +48,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
@@ -54,6 +60,71 @@ use super::RegularFile;
 
 /// Events are read at least this often while requests come.
 pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(1);
+
+/// More events than this in one read and the cache is emptied instead
+/// (and the reading stops: the watches are gone with the entries).
+pub(crate) const MAX_EVENTS: usize = 1024;
+
+/// The filesystems (`statfs`'s `f_type`) whose every change raises an
+/// inotify event: local ones, where only this kernel changes files.
+const LOCAL_FILESYSTEMS: [i64; 9] = [
+    0xEF53,      // ext2, ext3, ext4
+    0x5846_5342, // xfs
+    0x9123_683E, // btrfs
+    0xF2F5_2010, // f2fs
+    0x2FC1_2FC1, // zfs
+    0xCA45_1A4E, // bcachefs
+    0x0102_1994, // tmpfs
+    0x8584_58F6, // ramfs
+    0x794C_7630, // overlayfs
+];
+/// `statfs("/proc/self/fd")`'s `f_type` when `/proc` is procfs.
+const PROC_SUPER_MAGIC: i64 = 0x9FA0;
+
+/// Is `fd` on a filesystem whose changes inotify always sees?
+fn on_local_filesystem(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstatfs(fd).is_ok_and(|st| LOCAL_FILESYSTEMS.contains(&fs_type(&st)))
+}
+
+/// `statfs`'s `f_type`, whose C type differs by architecture.
+#[allow(clippy::unnecessary_cast)]
+fn fs_type(st: &rustix::fs::StatFs) -> i64 {
+    st.f_type as i64
+}
+
+/// Descriptors every cache of the process may hold together: a sixteenth
+/// of the soft limit, so that connections always have room.
+static BUDGET: LazyLock<usize> = LazyLock::new(|| {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    usize::try_from(soft / 16).unwrap_or(usize::MAX)
+});
+/// Descriptors the caches hold now.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// Take one descriptor of the budget; false if it is spent.
+fn reserve() -> bool {
+    if HELD.fetch_add(1, Relaxed) < *BUDGET {
+        return true;
+    }
+    HELD.fetch_sub(1, Relaxed);
+    false
+}
+
+fn release(n: usize) {
+    HELD.fetch_sub(n, Relaxed);
+}
+
+/// A watch the kernel refused (its `max_user_watches`): said once.
+fn watch_refused(e: rustix::io::Errno) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Relaxed) {
+        warn!(
+            "open-file cache: inotify refused a watch: {e} (see fs.inotify.max_user_watches); what cannot be watched is not cached"
+        );
+    }
+}
 
 /// What a directory's watch reports: changes to the names in it, and to itself.
 const DIR_EVENTS: WatchFlags = WatchFlags::CREATE
@@ -166,11 +237,7 @@ pub(super) fn with<R>(
                 Some(i) => i,
                 None => {
                     let made = Cache::new(root, limit)
-                        .inspect_err(|e| {
-                            warn!(
-                                "open-file cache off on this shard: inotify: {e} (see fs.inotify.max_user_instances and max_user_watches)"
-                            )
-                        })
+                        .inspect_err(|why| warn!("open-file cache off on this shard: {why}"))
                         .ok();
                     caches.push((root_id, made));
                     caches.len() - 1
@@ -182,13 +249,16 @@ pub(super) fn with<R>(
         .flatten()
 }
 
-/// The most descriptors one shard's cache may hold: a sixteenth of the
-/// soft limit, so that connections always have room.
-fn descriptor_budget() -> usize {
-    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX);
-    usize::try_from(soft / 16).unwrap_or(usize::MAX)
+/// The shard's heartbeat: read the events of this thread's caches, so that
+/// an idle shard, too, lets go of files deleted or changed.
+pub(crate) fn beat() {
+    let _ = CACHES.try_with(|caches| {
+        if let Ok(mut caches) = caches.try_borrow_mut() {
+            for cache in caches.iter_mut().filter_map(|(_, c)| c.as_mut()) {
+                cache.drain();
+            }
+        }
+    });
 }
 
 /// `/proc/self/fd/N`: how inotify is told to watch an inode we hold open.
@@ -197,16 +267,34 @@ fn proc_path(fd: BorrowedFd<'_>) -> String {
 }
 
 impl Cache {
-    fn new(root: BorrowedFd<'_>, limit: usize) -> rustix::io::Result<Cache> {
-        let inotify = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)?;
-        let root_wd = inotify::add_watch(&inotify, proc_path(root), DIR_EVENTS)?;
+    fn new(root: BorrowedFd<'_>, limit: usize) -> Result<Cache, String> {
+        let proc_fd =
+            rustix::fs::statfs("/proc/self/fd").map_err(|e| format!("/proc/self/fd: {e}"))?;
+        if fs_type(&proc_fd) != PROC_SUPER_MAGIC {
+            return Err("/proc is not procfs".into());
+        }
+        if !on_local_filesystem(root) {
+            return Err(
+                "the root is not on a local filesystem (inotify would miss changes)".into(),
+            );
+        }
+        if !reserve() {
+            return Err("no descriptor to spare (ulimit -n)".into());
+        }
+        let made = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)
+            .map_err(|e| format!("inotify: {e} (see fs.inotify.max_user_instances)"))
+            .and_then(|inotify| {
+                let wd = inotify::add_watch(&inotify, proc_path(root), DIR_EVENTS)
+                    .map_err(|e| format!("inotify: {e} (see fs.inotify.max_user_watches)"))?;
+                Ok((inotify, wd))
+            });
+        let (inotify, root_wd) = made.inspect_err(|_| release(1))?;
         let mut watches = HashMap::new();
         watches.insert(root_wd, Users::default());
         Ok(Cache {
             inotify,
             root_wd,
-            // Each file may need a directory too: half the budget each.
-            limit: limit.min(descriptor_budget() / 2).max(1),
+            limit: limit.max(1),
             files: HashMap::new(),
             dirs: HashMap::new(),
             watches,
@@ -282,8 +370,10 @@ impl Cache {
             return Some(());
         }
         if self.dirs.len() >= self.limit {
-            self.clear();
-            return None;
+            self.prune_dirs();
+            if self.dirs.len() >= self.limit {
+                return None;
+            }
         }
         let parent = match from {
             0 => root,
@@ -294,18 +384,55 @@ impl Cache {
         // where the kernel can say so (5.12+).
         let name = OsStr::from_bytes(&prefix[from..]);
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd =
-            match rustix::fs::openat2(parent, name, flags, Mode::empty(), ResolveFlags::CACHED) {
-                Err(rustix::io::Errno::INVAL) => {
-                    rustix::fs::openat(parent, name, flags, Mode::empty())
+        if !reserve() {
+            return None;
+        }
+        let fd = match rustix::fs::openat2(parent, name, flags, Mode::empty(), ResolveFlags::CACHED)
+        {
+            Err(rustix::io::Errno::INVAL) => rustix::fs::openat(parent, name, flags, Mode::empty()),
+            other => other,
+        };
+        let watched = fd
+            .ok()
+            .filter(|fd| on_local_filesystem(fd.as_fd()))
+            .and_then(|fd| {
+                match inotify::add_watch(&self.inotify, proc_path(fd.as_fd()), DIR_EVENTS) {
+                    Ok(wd) => Some((fd, wd)),
+                    Err(e) => {
+                        watch_refused(e);
+                        None
+                    }
                 }
-                other => other,
-            }
-            .ok()?;
-        let wd = inotify::add_watch(&self.inotify, proc_path(fd.as_fd()), DIR_EVENTS).ok()?;
+            });
+        let Some((fd, wd)) = watched else {
+            release(1);
+            return None;
+        };
         self.watches.entry(wd).or_default().dirs.push(prefix.into());
         self.dirs.insert(prefix.into(), Dir { fd, wd });
         Some(())
+    }
+
+    /// The directories' bound is reached: let go of those no cached file
+    /// lies beneath.
+    fn prune_dirs(&mut self) {
+        let mut needed: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+        for path in self.files.keys() {
+            let mut end = path.len();
+            while let Some(slash) = path[..end].iter().rposition(|&b| b == b'/') {
+                needed.insert(&path[..slash]);
+                end = slash;
+            }
+        }
+        let unneeded: Vec<Box<[u8]>> = self
+            .dirs
+            .keys()
+            .filter(|d| !needed.contains(&***d))
+            .cloned()
+            .collect();
+        for path in unneeded {
+            self.drop_dir(&path);
+        }
     }
 
     /// `file` was opened at `relative` after [`Cache::prepare`] gave `slot`:
@@ -324,64 +451,81 @@ impl Cache {
                 None => return,
             },
         };
-        let Ok(wd) = inotify::add_watch(&self.inotify, proc_path(file.fd.as_fd()), FILE_EVENTS)
-        else {
-            return;
-        };
-        // After the watch: the name is the same inode, not a symlink, and
-        // as it was when opened.
-        let same = rustix::fs::statat(
+        // The name names the opened inode, and is no symlink (a later
+        // change of what it names is the parent's event).
+        let named = rustix::fs::statat(
             parent,
             OsStr::from_bytes(&relative[slot.name_at..]),
             AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .ok()
-        .zip(rustix::fs::fstat(&*file.fd).ok())
-        .is_some_and(|(named, held)| {
-            FileType::from_raw_mode(named.st_mode) == FileType::RegularFile
-                && (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
-                && held.st_size as u64 == file.size
-                && super::mtime(&held) == file.modified
-        });
-        let users = self.watches.entry(wd).or_default();
-        if !same {
-            if users.dirs.is_empty() && users.files.is_empty() {
-                self.watches.remove(&wd);
-                let _ = inotify::remove_watch(&self.inotify, wd);
-            }
+        );
+        let Ok(named) = named else { return };
+        if FileType::from_raw_mode(named.st_mode) != FileType::RegularFile
+            || named.st_ino != file.inode
+            || !on_local_filesystem(file.fd.as_fd())
+        {
             return;
         }
-        users.files.push(relative.into());
+        if let Some(old) = self.files.remove(relative) {
+            // Two opens of one path raced; the newer is kept.
+            self.forget_entry(relative, old);
+        }
         if self.files.len() >= self.limit {
             self.evict();
         }
-        self.tick += 1;
-        let entry = Entry {
-            fd: file.fd.clone(),
-            size: file.size,
-            modified: file.modified,
-            inode: file.inode,
-            wd,
-            used: self.tick,
-        };
-        if let Some(old) = self.files.insert(relative.into(), entry) {
-            // Two opens of one path raced; keep the newer.
-            self.forget_file_watch(relative, old.wd);
-        } else {
-            ENTRIES.fetch_add(1, Relaxed);
+        if !reserve() {
+            return;
         }
+        let wd = match inotify::add_watch(&self.inotify, proc_path(file.fd.as_fd()), FILE_EVENTS) {
+            Ok(wd) => wd,
+            Err(e) => {
+                watch_refused(e);
+                release(1);
+                return;
+            }
+        };
+        // After the watch: as it was when opened (a change from here on is
+        // this watch's event).
+        let same = rustix::fs::fstat(&*file.fd).is_ok_and(|held| {
+            (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+                && held.st_size as u64 == file.size
+                && super::mtime(&held) == file.modified
+        });
+        self.watches
+            .entry(wd)
+            .or_default()
+            .files
+            .push(relative.into());
+        if !same {
+            release(1);
+            self.forget_file_watch(relative, wd);
+            return;
+        }
+        self.tick += 1;
+        self.files.insert(
+            relative.into(),
+            Entry {
+                fd: file.fd.clone(),
+                size: file.size,
+                modified: file.modified,
+                inode: file.inode,
+                wd,
+                used: self.tick,
+            },
+        );
+        ENTRIES.fetch_add(1, Relaxed);
     }
 
-    /// Read every event waiting, and drop what each names.
+    /// Read the events waiting (at most [`MAX_EVENTS`]: more, and the
+    /// cache is emptied instead), and drop what each names.
     fn drain(&mut self) {
         self.last_drain = Instant::now();
         let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
         let mut reader = inotify::Reader::new(&self.inotify, &mut buf);
         let mut changed: Vec<Event> = Vec::new();
-        let mut overflow = false;
+        let mut lost = false;
         loop {
             match reader.next() {
-                Ok(ev) if ev.events().contains(ReadFlags::QUEUE_OVERFLOW) => overflow = true,
+                Ok(ev) if ev.events().contains(ReadFlags::QUEUE_OVERFLOW) => lost = true,
                 Ok(ev) => changed.push((
                     ev.wd(),
                     ev.events(),
@@ -389,17 +533,14 @@ impl Cache {
                 )),
                 Err(_) => break,
             }
-            if reader.is_buffer_empty() && changed.len() > 4096 {
-                // A storm of events: forget everything, cheaper than each.
-                overflow = true;
-            }
-            if overflow {
-                // Read the rest away; everything goes.
-                while reader.next().is_ok() {}
+            if lost || changed.len() > MAX_EVENTS {
+                lost = true;
                 break;
             }
         }
-        if overflow {
+        if lost {
+            // Events still queued name watches removed here (ignored) or
+            // the root (one more emptying, at worst).
             self.clear();
             return;
         }
@@ -414,10 +555,10 @@ impl Cache {
             return; // a watch we removed ourselves
         };
         let files = users.files.clone();
-        let dirs = match wd == self.root_wd {
-            true => vec![Box::from(&b""[..])],
-            false => users.dirs.clone(),
-        };
+        let mut dirs = users.dirs.clone();
+        if wd == self.root_wd {
+            dirs.push(Box::from(&b""[..]));
+        }
         for path in files {
             self.drop_file(&path);
         }
@@ -428,13 +569,13 @@ impl Cache {
                 continue;
             };
             // A name in the directory: that file, or all beneath that
-            // directory.
+            // directory (when it is one we watch).
             let mut child = dir.to_vec();
             if !child.is_empty() {
                 child.push(b'/');
             }
             child.extend_from_slice(name);
-            match events.contains(ReadFlags::ISDIR) {
+            match events.contains(ReadFlags::ISDIR) && self.dirs.contains_key(&child[..]) {
                 true => self.drop_beneath(&child),
                 false => self.drop_file(&child),
             }
@@ -453,17 +594,28 @@ impl Cache {
         }
         let dirs: Vec<Box<[u8]>> = self.dirs.keys().filter(|p| under(p)).cloned().collect();
         for path in dirs {
-            if let Some(dir) = self.dirs.remove(&path) {
-                self.forget_dir_watch(&path, dir.wd);
-            }
+            self.drop_dir(&path);
         }
+    }
+
+    fn drop_dir(&mut self, path: &[u8]) {
+        if let Some(dir) = self.dirs.remove(path) {
+            release(1);
+            self.forget_dir_watch(path, dir.wd);
+        }
+    }
+
+    /// An entry leaves (its descriptor closes once no request holds it).
+    fn forget_entry(&mut self, path: &[u8], entry: Entry) {
+        ENTRIES.fetch_sub(1, Relaxed);
+        release(1);
+        self.forget_file_watch(path, entry.wd);
     }
 
     fn drop_file(&mut self, path: &[u8]) {
         if let Some(entry) = self.files.remove(path) {
             INVALIDATIONS.fetch_add(1, Relaxed);
-            ENTRIES.fetch_sub(1, Relaxed);
-            self.forget_file_watch(path, entry.wd);
+            self.forget_entry(path, entry);
         }
     }
 
@@ -476,16 +628,16 @@ impl Cache {
             .map(|(p, _)| p.clone())
             && let Some(entry) = self.files.remove(&path)
         {
-            ENTRIES.fetch_sub(1, Relaxed);
-            self.forget_file_watch(&path, entry.wd);
+            self.forget_entry(&path, entry);
         }
     }
 
-    /// Everything goes (a lost event, or the directories' bound reached).
+    /// Everything goes (an event lost, or too many at once).
     fn clear(&mut self) {
         let n = self.files.len() as i64;
         ENTRIES.fetch_sub(n, Relaxed);
         INVALIDATIONS.fetch_add(n as u64, Relaxed);
+        release(self.files.len() + self.dirs.len());
         for (wd, _) in self.watches.drain() {
             if wd != self.root_wd {
                 let _ = inotify::remove_watch(&self.inotify, wd);
@@ -524,5 +676,7 @@ impl Cache {
 impl Drop for Cache {
     fn drop(&mut self) {
         ENTRIES.fetch_sub(self.files.len() as i64, Relaxed);
+        // The files, the directories and the inotify descriptor.
+        release(self.files.len() + self.dirs.len() + 1);
     }
 }

@@ -2,7 +2,7 @@
 //! the one retry policy of a raced open.
 
 use super::*;
-use std::os::fd::AsRawFd;
+use std::rc::Rc;
 
 #[test]
 fn leading_slashes_are_dropped_like_a_url_path() {
@@ -71,33 +71,29 @@ fn the_open_file_cache_is_bounded_and_takes_only_plain_paths() {
     }
     std::os::unix::fs::symlink("a", dir.path().join("link")).unwrap();
     let root = Root::open(dir.path()).unwrap().with_open_file_cache(2);
-    assert_eq!(root.open_file(b"/a").unwrap().size(), 1);
+    let a = root.open_file(b"/a").unwrap();
+    assert_eq!(a.size(), 1);
     assert_eq!(cached(&root), 1);
-    // Served from the cache: the same descriptor.
-    let fd = |f: RegularFile| f.as_fd().as_raw_fd();
-    assert_eq!(
-        fd(root.open_file(b"a").unwrap()),
-        fd(root.open_file(b"//a").unwrap())
-    );
+    // Served from the cache: the very descriptor it holds.
+    let same = |x: &RegularFile, y: &RegularFile| Rc::ptr_eq(&x.fd, &y.fd);
+    assert!(same(&a, &root.open_file(b"a").unwrap()));
+    assert!(same(&a, &root.open_file(b"//a").unwrap()));
     // Not plain: opened, never kept.
     for path in [&b"./a"[..], b"sub/../a", b"sub//d", b"link"] {
-        assert_eq!(
-            root.open_file(path).unwrap().size(),
-            if path == b"sub//d" { 5 } else { 1 }
-        );
+        let f = root.open_file(path).unwrap();
+        assert!(!same(&a, &f), "{}", DisplayPath(path));
     }
     assert_eq!(cached(&root), 1);
     // Bounded: the least recently used goes.
-    root.open_file(b"b").unwrap();
-    root.open_file(b"a").unwrap();
+    let b = root.open_file(b"b").unwrap();
+    assert!(same(&root.open_file(b"a").unwrap(), &a));
     root.open_file(b"sub/d").unwrap();
     assert_eq!(cached(&root), 2);
-    let before = fd(root.open_file(b"a").unwrap());
-    assert_eq!(
-        fd(root.open_file(b"a").unwrap()),
-        before,
+    assert!(
+        same(&root.open_file(b"a").unwrap(), &a),
         "a was used last: kept"
     );
+    assert!(!same(&root.open_file(b"b").unwrap(), &b), "b was evicted");
 }
 
 #[test]
@@ -114,4 +110,25 @@ fn a_change_is_seen_once_the_events_are_read() {
     std::thread::sleep(cache::DRAIN_EVERY * 2);
     assert!(matches!(root.open_file(b"f"), Err(OpenError::NotFound)));
     assert_eq!(cached(&root), 0);
+}
+
+#[test]
+fn a_storm_of_events_empties_the_cache_and_it_fills_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"kept").unwrap();
+    let root = Root::open(dir.path()).unwrap().with_open_file_cache(8);
+    let f = root.open_file(b"f").unwrap();
+    assert_eq!(cached(&root), 1);
+    // More events than one read takes, none of them about `f`.
+    for i in 0..(cache::MAX_EVENTS + 10) {
+        std::fs::write(dir.path().join(format!("other{i}")), b"").unwrap();
+    }
+    std::thread::sleep(cache::DRAIN_EVERY * 2);
+    let again = root.open_file(b"f").unwrap();
+    assert!(
+        !Rc::ptr_eq(&f.fd, &again.fd),
+        "served from a cache that lost events"
+    );
+    assert_eq!(cached(&root), 1, "cached again on that miss");
+    assert!(Rc::ptr_eq(&again.fd, &root.open_file(b"f").unwrap().fd));
 }

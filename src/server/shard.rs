@@ -92,6 +92,8 @@ async fn run<R: Runtime>(rt: Rc<R>, spec: ShardSpec<Handler<R::Conn>>) {
             if let Some(log) = &access {
                 log.flush();
             }
+            // And its open-file caches let go of what changed, idle or not.
+            crate::fs::cache::beat();
         },
     ));
 

@@ -190,8 +190,10 @@ pub struct Shared {
     /// so that a file served again costs no open; 0 turns it off. A change
     /// to a cached file, or to any directory on its path (a replace, a write,
     /// a truncate, a delete, a chmod, a directory swapped for a symlink), is
-    /// seen by the first request 1 ms after it completes (inotify). At most a
-    /// sixteenth of the descriptor limit (ulimit -n) is used per core.
+    /// seen by the first request 1 ms after it completes (inotify). Only
+    /// files on local filesystems are cached (not NFS, SMB, FUSE: another
+    /// host's changes raise no event there). All cores together hold at most
+    /// a sixteenth of the descriptor limit (ulimit -n).
     #[arg(long, value_name = "FILES", default_value_t = 1000)]
     pub open_file_cache: usize,
 }
