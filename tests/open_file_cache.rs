@@ -125,15 +125,18 @@ fn serve(backend: &str, dir: &Path, as_nobody: bool) -> (Ringlet, SocketAddr, So
             cmd.uid(65534).gid(65534);
         }
     });
+    let (http, metrics) = (server.http(), metrics_addr(&server));
+    (server, http, metrics)
+}
+
+/// The metrics listener's address, from its log line.
+fn metrics_addr(server: &Ringlet) -> SocketAddr {
     let line = server.wait_for_log(&["metrics on http://"]);
-    let metrics = line
-        .split("http://")
+    line.split("http://")
         .nth(1)
         .and_then(|rest| rest.split('/').next())
         .and_then(|a| a.parse().ok())
-        .unwrap();
-    let http = server.http();
-    (server, http, metrics)
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
 /// A counter of the metrics page.
@@ -389,13 +392,7 @@ fn the_cache_can_be_turned_off(backend: &str) {
             www.to_str().unwrap(),
         ],
     );
-    let line = server.wait_for_log(&["metrics on http://"]);
-    let metrics: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap();
+    let metrics = metrics_addr(&server);
     let http = server.http();
     for _ in 0..3 {
         assert_eq!(get(http, "/f.txt"), ok(b"old contents\n"));

@@ -117,8 +117,9 @@ impl Collector for Figures {
             None,
             MetricType::Gauge,
         )?)?;
+        let mut counters = Vec::new();
         if let Some(log) = &self.access {
-            for (name, help, n) in [
+            counters.extend([
                 (
                     "ringlet_access_log_written",
                     "Access log lines written.",
@@ -129,17 +130,10 @@ impl Collector for Figures {
                     "Access log lines dropped because the disk could not keep up.",
                     log.dropped(),
                 ),
-            ] {
-                ConstCounter::new(n).encode(enc.encode_descriptor(
-                    name,
-                    help,
-                    None,
-                    MetricType::Counter,
-                )?)?;
-            }
+            ]);
         }
         let cache = ringlet::open_file_cache_stats();
-        for (name, help, n) in [
+        counters.extend([
             (
                 "ringlet_open_file_cache_hits",
                 "File and HTTP requests answered from a descriptor the open-file cache kept.",
@@ -155,7 +149,8 @@ impl Collector for Figures {
                 "Open-file cache entries dropped because the file or a directory on its path changed.",
                 cache.invalidations,
             ),
-        ] {
+        ]);
+        for (name, help, n) in counters {
             ConstCounter::new(n).encode(enc.encode_descriptor(
                 name,
                 help,
