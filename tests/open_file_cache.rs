@@ -401,6 +401,73 @@ fn the_cache_can_be_turned_off(backend: &str) {
     assert_eq!(counter(metrics, "ringlet_open_file_cache_entries"), 0);
 }
 
+/// The cache holds what it is allowed, however many files are asked for:
+/// `--open-file-cache` per shard, and a sixteenth of `ulimit -n` for the
+/// process (here 256: 16 descriptors); every answer stays whole.
+fn descriptors_stay_bounded(backend: &str) {
+    let dir = site();
+    let www = dir.path().join("www");
+    for i in 0..60 {
+        std::fs::write(www.join(format!("n{i}")), format!("file {i}\n")).unwrap();
+    }
+    for (entries, limit, bound) in [("5", None, 5), ("1000", Some(256), 16)] {
+        let server = Ringlet::serve_with(
+            backend,
+            &[
+                "--cores",
+                "1",
+                "--http",
+                "127.0.0.1:0",
+                "--metrics",
+                "127.0.0.1:0",
+                "--open-file-cache",
+                entries,
+                "--root",
+                www.to_str().unwrap(),
+            ],
+            |cmd| {
+                if let Some(n) = limit {
+                    // SAFETY: setrlimit only, between fork and exec.
+                    unsafe {
+                        cmd.pre_exec(move || {
+                            let lim = libc::rlimit {
+                                rlim_cur: n,
+                                rlim_max: n,
+                            };
+                            match libc::setrlimit(libc::RLIMIT_NOFILE, &lim) {
+                                0 => Ok(()),
+                                _ => Err(std::io::Error::last_os_error()),
+                            }
+                        });
+                    }
+                }
+            },
+        );
+        let (http, metrics) = (server.http(), metrics_addr(&server));
+        for round in 0..2 {
+            for i in 0..60 {
+                let want = format!("file {i}\n");
+                assert_eq!(
+                    get(http, &format!("/n{i}")),
+                    ok(want.as_bytes()),
+                    "round {round}"
+                );
+            }
+        }
+        let held = counter(metrics, "ringlet_open_file_cache_entries");
+        assert!(
+            (1..=bound).contains(&held),
+            "--open-file-cache {entries}, ulimit -n {limit:?}: {held} files held"
+        );
+        let open = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .unwrap()
+            .count() as u64;
+        if let Some(n) = limit {
+            assert!(open < n / 2, "{open} descriptors open of {n}");
+        }
+    }
+}
+
 on_both_backends!(
     a_replace_by_rename_is_seen,
     a_write_in_place_is_seen,
@@ -409,4 +476,5 @@ on_both_backends!(
     a_chmod_that_forbids_reading_is_seen,
     a_directory_swapped_for_a_symlink_out_of_the_root_is_seen,
     the_cache_can_be_turned_off,
+    descriptors_stay_bounded,
 );
