@@ -32,7 +32,8 @@
 //! process's descriptor limit held by all caches together. Nothing here
 //! waits on the disk: directories are opened only from the kernel's caches
 //! (`RESOLVE_CACHED`, where the kernel has it), as the uring backend opens
-//! files; on kernels before 5.12 the uring backend opens every file through
+//! files; on a kernel without `RESOLVE_CACHED` (mainline before 5.12; the
+//! 5.10 LTS kernels carry it) the uring backend opens every file through
 //! its ring and its cache stays empty (the epoll backend, which opens
 //! directly, uses it). Without inotify (its limits) or a procfs at `/proc`
 //! (the watches go through `/proc/self/fd`), the shard runs without the
