@@ -28,7 +28,7 @@
 #               said so: systemd, units, watchdog (they need systemd's tools),
 #               bench/props (long).
 #   --more-on-5.10  groups the 5.10 case runs as well (default: http metrics
-#               cli lib; "lib" is the library's unit tests, `cargo test --lib`).
+#               cli open_file_cache lib; "lib" is the library's unit tests, `cargo test --lib`).
 #               The host's curl goes into the initramfs with its libraries.
 #   --timeout   per boot (default 1500 s); a VM that does not power off fails
 #   --accel     qemu accelerator (default tcg: nested KVM fails on many hosts)
@@ -40,7 +40,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 cases=() tests="probe article echo file escape isolation limits faults close crossing"
-more_510="http metrics cli lib"
+more_510="http metrics cli open_file_cache lib"
 timeout_s=1500 accel=tcg table=""
 while [ $# -gt 0 ]; do
   case "$1" in
