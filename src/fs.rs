@@ -20,6 +20,9 @@
 //! millisecond).
 //! One test hook: `RINGLET_TEST_COLD_OPEN` set makes the uring backend skip
 //! its cached direct open, so tests reach the ring's `OPENAT2`.
+//!
+//! The rooms: this file the root, the open and [`RegularFile`]; `error`
+//! why a path was refused ([`OpenError`]); `cache` the open-file cache.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -36,6 +39,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+
+pub use error::OpenError;
+use error::{file_type_name, open_error, open_error_from_io};
 
 /// The directory a file server serves, opened once at start-up.
 #[derive(Debug)]
@@ -64,39 +70,6 @@ pub struct RegularFile {
     start: u64,
     modified: SystemTime,
     inode: u64,
-}
-
-/// Why a request path was refused. Each says what the client got wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The request named no file at all.
-    #[error("empty path")]
-    Empty,
-    /// Nothing by that name beneath the root.
-    #[error("no such file")]
-    NotFound,
-    /// The path climbed out of the root (`..`, an absolute or escaping symlink).
-    #[error("path escapes the served root")]
-    Escapes,
-    /// A `/proc` magic link, or a symlink loop.
-    #[error("magic link or symlink loop refused")]
-    Link,
-    /// The server may not read it.
-    #[error("permission denied")]
-    PermissionDenied,
-    /// A directory, FIFO, socket or device.
-    #[error("not a regular file ({0})")]
-    NotRegular(&'static str),
-    /// A path component is too long, or a component is not a directory.
-    #[error("invalid path: {0}")]
-    Invalid(io::Error),
-    /// Renames kept racing with the lookup of a `..` (the kernel could not
-    /// be sure it stayed beneath the root), however often it was retried.
-    #[error("the path kept changing while it was resolved; try again")]
-    Raced,
-    /// Anything else the kernel said.
-    #[error("{0}")]
-    Io(io::Error),
 }
 
 impl Root {
@@ -138,38 +111,6 @@ impl Root {
     /// How many files each shard keeps open (0: no cache).
     pub fn open_file_cache(&self) -> usize {
         self.cache_entries
-    }
-
-    /// Run `f` on this thread's open-file cache, when there is one.
-    fn cache<R>(&self, f: impl FnOnce(&mut cache::Cache) -> R) -> Option<R> {
-        if self.cache_entries == 0 {
-            return None;
-        }
-        cache::with(self.id, self.dir.as_fd(), self.cache_entries, f)
-    }
-
-    /// A cached file, or where a miss's open may be cached (`Err(None)`:
-    /// not at all), for a request that is not refused outright.
-    fn cache_lookup(&self, relative: &[u8]) -> Result<RegularFile, Option<cache::Slot>> {
-        match self.cache(|c| {
-            c.lookup(relative)
-                .ok_or_else(|| c.prepare(self.dir.as_fd(), relative))
-        }) {
-            Some(found) => found,
-            None => Err(None),
-        }
-    }
-
-    /// Keep what a miss opened.
-    fn cache_insert(
-        &self,
-        relative: &[u8],
-        slot: Option<cache::Slot>,
-        opened: &Result<RegularFile, OpenError>,
-    ) {
-        if let (Some(slot), Ok(file)) = (slot, opened) {
-            self.cache(|c| c.insert(self.dir.as_fd(), relative, slot, file));
-        }
     }
 
     /// The directory as given at start-up.
@@ -371,30 +312,6 @@ fn mtime(stat: &rustix::fs::Stat) -> SystemTime {
         )
 }
 
-/// What an `openat2` failure means for the client.
-fn open_error_from_io(e: &std::io::Error) -> OpenError {
-    match e.raw_os_error() {
-        Some(errno) => open_error(rustix::io::Errno::from_raw_os_error(errno)),
-        None => OpenError::Io(std::io::Error::new(e.kind(), e.to_string())),
-    }
-}
-
-impl From<OpenError> for io::Error {
-    /// For protocols that answer any failure the same way (`?`).
-    fn from(e: OpenError) -> io::Error {
-        let kind = match &e {
-            OpenError::NotFound => io::ErrorKind::NotFound,
-            OpenError::PermissionDenied | OpenError::Escapes | OpenError::Link => {
-                io::ErrorKind::PermissionDenied
-            }
-            OpenError::Io(inner) | OpenError::Invalid(inner) => inner.kind(),
-            OpenError::Raced => io::ErrorKind::WouldBlock,
-            OpenError::Empty | OpenError::NotRegular(_) => io::ErrorKind::InvalidInput,
-        };
-        io::Error::new(kind, e)
-    }
-}
-
 impl RegularFile {
     /// The bytes that will be sent: the size the file had when it was
     /// opened, or the length of the range it was narrowed to.
@@ -448,32 +365,6 @@ fn strip_leading_slashes(request: &[u8]) -> &[u8] {
     &request[start..]
 }
 
-fn open_error(e: rustix::io::Errno) -> OpenError {
-    use rustix::io::Errno;
-    match e {
-        Errno::NOENT => OpenError::NotFound,
-        Errno::XDEV => OpenError::Escapes,
-        Errno::LOOP => OpenError::Link,
-        Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied,
-        Errno::NOTDIR | Errno::NAMETOOLONG => OpenError::Invalid(e.into()),
-        Errno::NXIO | Errno::NODEV => OpenError::NotRegular("device or socket"),
-        Errno::AGAIN => OpenError::Raced,
-        other => OpenError::Io(other.into()),
-    }
-}
-
-fn file_type_name(kind: FileType) -> &'static str {
-    match kind {
-        FileType::Directory => "directory",
-        FileType::Fifo => "FIFO",
-        FileType::Socket => "socket",
-        FileType::CharacterDevice => "character device",
-        FileType::BlockDevice => "block device",
-        FileType::Symlink => "symlink",
-        _ => "unknown type",
-    }
-}
-
 /// Shows a request path for a log line: lossy UTF-8, quoted, escapes kept visible.
 pub struct DisplayPath<'a>(pub &'a [u8]);
 
@@ -484,5 +375,6 @@ impl fmt::Display for DisplayPath<'_> {
 }
 
 pub(crate) mod cache;
+mod error;
 #[cfg(test)]
 mod tests;

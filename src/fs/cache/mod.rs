@@ -54,7 +54,7 @@ mod fill;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
@@ -62,7 +62,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use tracing::warn;
 
-use super::RegularFile;
+use super::{OpenError, RegularFile, Root};
 use bounds::{PROC_SUPER_MAGIC, fs_type, on_local_filesystem, proc_path, release, reserve};
 
 /// Events are read at least this often while requests come.
@@ -278,5 +278,40 @@ impl Drop for Cache {
         ENTRIES.fetch_sub(self.files.len() as i64, Relaxed);
         // The files, the directories and the inotify descriptor.
         release(self.files.len() + self.dirs.len() + 1);
+    }
+}
+
+/// How a [`Root`] reaches this thread's cache of it.
+impl Root {
+    /// Run `f` on this thread's open-file cache, when there is one.
+    pub(super) fn cache<R>(&self, f: impl FnOnce(&mut Cache) -> R) -> Option<R> {
+        if self.cache_entries == 0 {
+            return None;
+        }
+        with(self.id, self.dir.as_fd(), self.cache_entries, f)
+    }
+
+    /// A cached file, or where a miss's open may be cached (`Err(None)`:
+    /// not at all), for a request that is not refused outright.
+    pub(super) fn cache_lookup(&self, relative: &[u8]) -> Result<RegularFile, Option<Slot>> {
+        match self.cache(|c| {
+            c.lookup(relative)
+                .ok_or_else(|| c.prepare(self.dir.as_fd(), relative))
+        }) {
+            Some(found) => found,
+            None => Err(None),
+        }
+    }
+
+    /// Keep what a miss opened.
+    pub(super) fn cache_insert(
+        &self,
+        relative: &[u8],
+        slot: Option<Slot>,
+        opened: &Result<RegularFile, OpenError>,
+    ) {
+        if let (Some(slot), Ok(file)) = (slot, opened) {
+            self.cache(|c| c.insert(self.dir.as_fd(), relative, slot, file));
+        }
     }
 }
