@@ -12,9 +12,11 @@
 //! time slice.
 //!
 //! While tasks keep running, the driver still submits and hands out
-//! completions every turn (one enter, without waiting, when anything is
-//! queued or the kernel holds completion work), so a busy core starves no
-//! connection.
+//! completions (one enter, without waiting, when anything queued in an
+//! earlier turn is still queued, or the kernel holds completion work), so a
+//! busy core starves no connection: an SQE waits at most one turn. What the
+//! last turn's tasks queued before the run queue emptied goes in with the
+//! blocking enter itself.
 //!
 //! "No other task ran" is counted, not guessed: every task of the shard is
 //! spawned through [`spawn`] (and the main one run through [`run`]), whose
@@ -83,6 +85,8 @@ pub async fn run<F: Future>(ring: &Ring, main: F) -> F::Output {
 
 /// The driver task: see the module header.
 async fn drive(ring: Weak<Queues>) {
+    // SQEs queued in a turn in which other tasks ran, not yet submitted.
+    let mut owed = false;
     loop {
         let before = polls();
         glommio::executor().yield_now().await;
@@ -96,14 +100,19 @@ async fn drive(ring: Weak<Queues>) {
         }
         if polls() != before {
             // Others ran: keep operations and completions flowing, one
-            // enter per turn at most, without blocking.
-            if inner.queued() || inner.deferred_work() {
+            // enter per turn at most, without blocking. What this turn's
+            // tasks queued waits one turn: if no task runs then, the
+            // blocking enter below submits it with the wait (one enter,
+            // not two, for an answer and its next receive).
+            if (owed && inner.queued()) || inner.deferred_work() {
                 inner.enter(0);
             } else if inner.has_completions() {
                 inner.reap();
             }
+            owed = inner.queued();
             continue;
         }
+        owed = false;
         if inner.slots.is_empty() {
             // Nothing in flight could wake a blocked enter: submit what is
             // queued (cancels), then let glommio park until a push.

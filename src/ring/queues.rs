@@ -52,6 +52,9 @@ pub(crate) struct Queues {
     epochs: Cell<u64>,
     /// Declared after `uring`, so dropped after it (see `Drop for Queues`).
     pub(crate) bufs: Option<Rc<BufRing>>,
+    /// The completions of one reap, copied out of the queue: kept between
+    /// reaps so that reaping allocates nothing.
+    reaped: Cell<Vec<(u64, i32, u32)>>,
 }
 
 impl Queues {
@@ -64,6 +67,7 @@ impl Queues {
             stopped: Cell::new(false),
             epochs: Cell::new(0),
             bufs: bufs.map(Rc::new),
+            reaped: Cell::new(Vec::new()),
         }
     }
 
@@ -142,7 +146,8 @@ impl Queues {
 
     /// Hand every posted completion to its slot; how many there were.
     pub(crate) fn reap(&self) -> usize {
-        let mut done = Vec::new();
+        // Taken, not borrowed: a reap inside a delivery finds it empty.
+        let mut done = self.reaped.take();
         let mut overflowed = false;
         {
             let mut uring = self.uring.borrow_mut();
@@ -165,11 +170,12 @@ impl Queues {
             }
         }
         if done.is_empty() {
+            self.reaped.set(done);
             return 0;
         }
         let count = done.len();
         let mut exhausted = 0;
-        for (key, result, flags) in done {
+        for (key, result, flags) in done.drain(..) {
             if let (Some(_), Some(bufs)) = (cqueue::buffer_select(flags), &self.bufs) {
                 bufs.handed_out();
             }
@@ -189,6 +195,7 @@ impl Queues {
         s.cq_overflows += u64::from(overflowed);
         s.no_buffers += exhausted;
         self.stats.set(s);
+        self.reaped.set(done);
         count
     }
 
