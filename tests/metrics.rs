@@ -30,13 +30,7 @@ fn serve(backend: &str, root: &std::path::Path) -> (Ringlet, SocketAddr) {
             "2",
         ],
     );
-    let line = server.wait_for_log(&["metrics on http://"]);
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let addr = server.metrics();
     (server, addr)
 }
 

@@ -125,18 +125,8 @@ fn serve(backend: &str, dir: &Path, as_nobody: bool) -> (Ringlet, SocketAddr, So
             cmd.uid(65534).gid(65534);
         }
     });
-    let (http, metrics) = (server.http(), metrics_addr(&server));
+    let (http, metrics) = (server.http(), server.metrics());
     (server, http, metrics)
-}
-
-/// The metrics listener's address, from its log line.
-fn metrics_addr(server: &Ringlet) -> SocketAddr {
-    let line = server.wait_for_log(&["metrics on http://"]);
-    line.split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
 /// A counter of the metrics page.
@@ -392,7 +382,7 @@ fn the_cache_can_be_turned_off(backend: &str) {
             www.to_str().unwrap(),
         ],
     );
-    let metrics = metrics_addr(&server);
+    let metrics = server.metrics();
     let http = server.http();
     for _ in 0..3 {
         assert_eq!(get(http, "/f.txt"), ok(b"old contents\n"));
@@ -443,7 +433,7 @@ fn descriptors_stay_bounded(backend: &str) {
                 }
             },
         );
-        let (http, metrics) = (server.http(), metrics_addr(&server));
+        let (http, metrics) = (server.http(), server.metrics());
         for round in 0..2 {
             for i in 0..60 {
                 let want = format!("file {i}\n");

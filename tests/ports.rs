@@ -96,16 +96,6 @@ fn a_second_ringlet_on_a_served_port_is_refused_and_the_first_keeps_every_client
     }
 }
 
-/// The metrics address from its "metrics on http://ADDR/metrics" line.
-fn metrics_addr(server: &Ringlet) -> std::net::SocketAddr {
-    let line = server.wait_for_log(&["metrics on http://"]);
-    line.split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-}
-
 /// One GET with `Connection: close`: the whole answer, ended by a FIN.
 fn get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = connect(addr);
@@ -174,7 +164,7 @@ fn a_second_ringlet_on_a_served_http_or_metrics_port_is_refused() {
                 root,
             ],
         );
-        let (http, metrics) = (first.http(), metrics_addr(&first));
+        let (http, metrics) = (first.http(), first.metrics());
         let (h, m) = (http.to_string(), metrics.to_string());
         let off = ["--echo", "off", "--file", "off", "--root", root];
         for (args, service, addr) in [
@@ -230,7 +220,7 @@ fn the_ipv6_wildcard_and_ipv4_loopback_on_one_port_are_one_owner() {
                 root,
             ],
         );
-        let (http, metrics) = (first.http(), metrics_addr(&first));
+        let (http, metrics) = (first.http(), first.metrics());
         let h = format!("127.0.0.1:{}", http.port());
         let m = format!("127.0.0.1:{}", metrics.port());
         let off = ["--echo", "off", "--file", "off", "--root", root];
@@ -271,6 +261,6 @@ fn the_ipv6_wildcard_and_ipv4_loopback_on_one_port_are_one_owner() {
             "metrics",
             &wm,
         );
-        assert_serves(first.http(), metrics_addr(&first));
+        assert_serves(first.http(), first.metrics());
     }
 }

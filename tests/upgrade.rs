@@ -376,11 +376,7 @@ fn a_failing_new_binary_leaves_the_old_one_serving(backend: &str) {
     );
     let mut server = Ringlet::serve_program(&exe, backend, &args, |_| {});
     let pid = server.pid();
-    let line = server.wait_for_log(&["metrics on http://"]);
-    let metrics: SocketAddr = line[line.find("http://").unwrap() + 7..]
-        .trim_end_matches("/metrics")
-        .parse()
-        .unwrap();
+    let metrics = server.metrics();
     assert_eq!(generation(metrics), 1);
     let mut pids = Pids(vec![pid]);
     let echo = server.echo();

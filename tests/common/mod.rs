@@ -104,6 +104,17 @@ impl Ringlet {
         listening_addr(&line, "http").unwrap_or_else(|| panic!("no address in {line:?}"))
     }
 
+    /// The metrics listener's address (started with `--metrics
+    /// 127.0.0.1:0`), from its "metrics on http://ADDR/metrics" line.
+    pub fn metrics(&self) -> SocketAddr {
+        let line = self.wait_for_log(&["metrics on http://"]);
+        line.split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
