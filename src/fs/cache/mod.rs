@@ -37,7 +37,7 @@
 //! its ring and its cache stays empty (the epoll backend, which opens
 //! directly, uses it). Without inotify (its limits) or a procfs at `/proc`
 //! (the watches go through `/proc/self/fd`), the shard runs without the
-//! cache, with one WARN.
+//! cache, with one WARN for the process.
 //!
 //! The counters (hits, misses, invalidations, entries) are the process's,
 //! over every shard: [`stats`].
@@ -182,9 +182,7 @@ pub(super) fn with<R>(
             let i = match caches.iter().position(|(id, _)| *id == root_id) {
                 Some(i) => i,
                 None => {
-                    let made = Cache::new(root, limit)
-                        .inspect_err(|why| warn!("open-file cache off on this shard: {why}"))
-                        .ok();
+                    let made = Cache::new(root, limit).inspect_err(cache_off).ok();
                     caches.push((root_id, made));
                     caches.len() - 1
                 }
@@ -193,6 +191,15 @@ pub(super) fn with<R>(
         })
         .ok()
         .flatten()
+}
+
+/// A shard could not have its cache: said once for the process (every
+/// shard would say the same).
+fn cache_off(why: &String) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, Relaxed) {
+        warn!("open-file cache off: {why}; files are opened for every request");
+    }
 }
 
 /// The shard's heartbeat: read the events of this thread's caches, so that
